@@ -1,0 +1,26 @@
+/*-------------------------------------------------------------------------
+ *
+ * consent.h
+ *		Declarations shared by the consent extension's C sources.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CONSENT_H
+#define CONSENT_H
+
+#include "postgres.h"
+
+/* Limits of a subject key, in bytes. */
+#define CONSENT_SUBJECT_MAX_BYTES	256
+
+/* Limits of a purpose key (see purpose_key.c). */
+#define PURPOSE_KEY_MAX_BYTES		63
+#define PURPOSE_KEY_MAX_SEGMENTS	8
+
+/* GUC variables (consent.c) */
+extern char *consent_actor;
+
+/* purpose_key.c */
+extern void purpose_key_validate(const char *str, int len);
+
+#endif							/* CONSENT_H */
