@@ -11,8 +11,9 @@ SQL_PARTS  = $(sort $(wildcard src/sql/[0-9][0-9]_*.sql))
 DATA_built = consent--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/consent--*--*.sql)
 
-PG_CPPFLAGS = -I$(srcdir)/src
-PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+# Server headers as system headers: -Wextra then judges our code, not theirs.
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(includedir_server) -isystem $(includedir_internal)
+PG_CFLAGS   = -Wall -Wextra
 
 # Test inputs; the driver is scripts/test.sh (see README).  These variables
 # keep "make installcheck" working too, against an installed server build.

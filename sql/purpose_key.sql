@@ -4,8 +4,8 @@
 --
 
 -- The operators live in schema consent, like everything else of the
--- extension; without it on the search_path a comparison of two keys would
--- resolve to text's operators through the implicit cast (shown at the end).
+-- extension; without it on the search_path a comparison of two keys fails
+-- loudly instead of falling back to text's operators (shown at the end).
 SET search_path = public, consent;
 
 -- Catch an error and show its SQLSTATE, message and detail as a row.
@@ -29,7 +29,7 @@ $$;
 -- Valid keys: one segment, eight segments, exactly 63 bytes, digits and
 -- underscores after a segment's first letter.
 --
-SELECT k, octet_length(k) AS bytes, consent.depth(k) AS depth
+SELECT k, octet_length(k::text) AS bytes, consent.depth(k) AS depth
 FROM (VALUES
 	('marketing'::consent.purpose_key),
 	('marketing.email'),
@@ -198,7 +198,7 @@ FROM (VALUES
 	('marketing.email', 'marketing.sms'),
 	('x', 'y')
 ) AS v(a, b);
-SELECT min(k), max(k) FROM pk_tree;
+SELECT min(k::text), max(k::text) FROM pk_tree;
 
 --
 -- The tree: @> (ancestor or same) and <@ (descendant or same).
@@ -239,10 +239,10 @@ FROM pk_tree WHERE consent.parent(k) IS NOT NULL;
 --
 -- Casts.
 --
--- to text: implicit, so text functions and operators apply
-SELECT 'marketing.email'::consent.purpose_key || '.weekly' AS concatenated,
-	   length('marketing.email'::consent.purpose_key) AS length,
-	   'marketing.email'::consent.purpose_key LIKE 'marketing.%' AS liked,
+-- to text: by assignment or explicitly, never implicitly
+SELECT 'marketing.email'::consent.purpose_key::text || '.weekly' AS concatenated,
+	   length('marketing.email'::consent.purpose_key::text) AS length,
+	   'marketing.email'::consent.purpose_key::text LIKE 'marketing.%' AS liked,
 	   pg_typeof('a'::consent.purpose_key::text);
 -- from text: validated
 SELECT 'marketing.email'::text::consent.purpose_key;
@@ -253,7 +253,7 @@ INSERT INTO pk_keys SELECT 'from.assignment'::text;
 INSERT INTO pk_keys SELECT 'From.Assignment'::text;
 SELECT k FROM pk_keys WHERE k = 'from.assignment';
 SELECT consent.depth('a.b'::text);
--- a key compared to text compares as text
+-- a key compared to text is an error: cast one side explicitly
 SELECT 'a.b'::consent.purpose_key = 'a.b'::text AS text_eq;
 -- NULL passes through
 SELECT NULL::text::consent.purpose_key IS NULL AS null_cast;
@@ -336,7 +336,7 @@ INSERT INTO pk_toasted
 VALUES (repeat('x', 63), 'marketing.email.weekly.abcdefghijklmnopqrstuvwxyz.abc',
 		repeat('f', 3000));
 -- 63 bytes of key stored in fewer: compressed inline
-SELECT pg_column_size(compressed) < octet_length(compressed) AS is_compressed
+SELECT pg_column_size(compressed) < octet_length(compressed::text) AS is_compressed
 FROM pk_toasted;
 -- one value in the TOAST table: the out-of-line key
 DO $$
@@ -445,10 +445,10 @@ FROM (
 ORDER BY pg_describe_object(d.classid, d.objid, 0) COLLATE "C";
 
 --
--- Without consent on the search_path, operators on keys resolve to text's
--- through the implicit cast to text: still correct for equality, but the
--- key's index is not used and < > follow the text collation.  Qualify the
--- operator, or put consent on the search_path.
+-- Without consent on the search_path, operators on keys are not found: the
+-- cast to text is not implicit, so there is no silent fallback to text's
+-- operators (which would skip the key's index and compare by collation).
+-- Qualify the operator, or put consent on the search_path.
 --
 SET search_path = public;
 SET enable_seqscan = off;

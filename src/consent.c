@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "consent.h"
+#include "cache.h"
 
 PG_MODULE_MAGIC;
 
@@ -40,6 +41,8 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	consent_cache_init();
 
 	MarkGUCPrefixReserved("consent");
 }

@@ -292,14 +292,16 @@ COMMENT ON FUNCTION consent.depth(consent.purpose_key) IS
 -- validated; assignment only, so text never silently becomes a key in an
 -- expression.  To text without a function: the representation is text's
 -- (same length, alignment and by-reference passing), and a key's bytes are
--- ASCII, valid in every server encoding, with no NUL.
+-- ASCII, valid in every server encoding, with no NUL.  Assignment, not
+-- implicit: with consent off the search_path, key = key must fail loudly
+-- rather than fall back to text's operators and the text collation.
 CREATE CAST (text AS consent.purpose_key)
 	WITH INOUT
 	AS ASSIGNMENT;
 
 CREATE CAST (consent.purpose_key AS text)
 	WITHOUT FUNCTION
-	AS IMPLICIT;
+	AS ASSIGNMENT;
 
 COMMENT ON CAST (text AS consent.purpose_key) IS
 'validating cast from text to purpose key; fails with SQLSTATE 22P02 on an invalid key';

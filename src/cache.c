@@ -1,0 +1,835 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.c
+ *		Call-site state and caches of the enforcement functions.
+ *
+ * A "scope" holds what the rule needs besides a subject's records: the
+ * purpose catalog, the notices' latest material versions, and any bulk
+ * maps (subject -> verdict for one purpose path, loaded in one pass over
+ * consent.records).  A scope is exact for every snapshot that sees the
+ * same writes to consent.records, consent.purposes and consent.notices as
+ * the snapshot it was built under.
+ *
+ * Two kinds of scope:
+ *
+ *	 - private: built for one call site and one snapshot; reloaded whenever
+ *	   the call site sees another active snapshot (or command id).
+ *
+ *	 - shared across statements and transactions (one per backend, needs
+ *	   shared_preload_libraries): kept as long as no transaction that wrote
+ *	   the consent tables has become visible, or invisible, relative to the
+ *	   snapshot it was built under.
+ *
+ * How the shared scope stays exact.  A statement trigger on the three
+ * tables (ENABLE ALWAYS, so replicas and session_replication_role =
+ * replica fire it too) registers the writing transaction's top-level xid
+ * in a ring in shared memory before its first write.  A scope remembers
+ * the ring position when it was built and which registered writers its
+ * snapshot did not see.  It is valid for a later snapshot S when:
+ *
+ *	 1. no writer registered since the build is visible in S (committed and
+ *		not in progress in S);
+ *	 2. no writer invisible at build time is visible in S;
+ *	 3. the ring has not wrapped since the build, and no writer that the
+ *		build snapshot might not have seen has been pushed out of the ring;
+ *	 4. the current transaction has not written the consent tables (its own
+ *		uncommitted writes are seen by S and by no shared scope);
+ *	 5. the server is not in recovery (a standby fires no triggers), and
+ *		no relcache invalidation hit the three tables (DROP, TRUNCATE,
+ *		ALTER);
+ *	 6. S is less than CACHE_MAX_XID_AGE transactions newer than the build,
+ *		so that commit status lookups never reach truncated clog.
+ *
+ * Visible and invisible writers are compared, not counted, so that a
+ * REPEATABLE READ snapshot keeps its answers while newer transactions see
+ * newer ones.  A scope that stops being valid is retired and freed at the
+ * end of the transaction, never while a call site may still point into it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "consent.h"
+#include "cache.h"
+
+PG_FUNCTION_INFO_V1(consent_note_write);
+PG_FUNCTION_INFO_V1(consent_cache_info);
+
+#define WRITER_RING_SIZE	4096
+#define MAX_INVISIBLE		256
+#define CACHE_MAX_XID_AGE	100000
+
+/* GUCs */
+int			consent_bulk_threshold = 1000;
+int			consent_cache_memory_kb = 262144;
+bool		consent_cross_statement_cache = true;
+
+/* ----------------------------------------------------------------
+ * Shared memory: the ring of writer transactions
+ * ----------------------------------------------------------------
+ */
+typedef struct WriterSlot
+{
+	TransactionId xid;
+	Oid			dbid;
+} WriterSlot;
+
+typedef struct WriterRing
+{
+	LWLock	   *lock;
+	uint64		next_seq;		/* sequence number of the next writer */
+	TransactionId max_evicted;	/* newest xid pushed out of the ring */
+	WriterSlot	slots[WRITER_RING_SIZE];
+} WriterRing;
+
+static WriterRing *ring = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* top-level xid of this backend's transaction that wrote the tables */
+static TransactionId my_writer_xid = InvalidTransactionId;
+
+static void
+cache_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)));
+	RequestNamedLWLockTranche("consent_cache", 1);
+}
+
+static void
+cache_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ring = ShmemInitStruct("consent writer ring", sizeof(WriterRing), &found);
+	if (!found)
+	{
+		memset(ring, 0, sizeof(WriterRing));
+		ring->lock = &(GetNamedLWLockTranche("consent_cache"))->lock;
+		ring->max_evicted = InvalidTransactionId;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static inline bool
+current_xact_wrote(void)
+{
+	TransactionId top = GetTopTransactionIdIfAny();
+
+	return TransactionIdIsValid(top) && TransactionIdEquals(top, my_writer_xid);
+}
+
+/*
+ * consent.note_write(): BEFORE ... FOR EACH STATEMENT trigger on the
+ * tables the rule reads.  Registers this transaction as a writer, once.
+ */
+Datum
+consent_note_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TransactionId xid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("consent.note_write() must be called as a trigger")));
+	if (!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("consent.note_write() must be fired BEFORE, FOR EACH STATEMENT")));
+
+	xid = GetTopTransactionId();
+	if (TransactionIdEquals(xid, my_writer_xid))
+		return PointerGetDatum(NULL);
+
+	if (ring != NULL)
+	{
+		WriterSlot *slot;
+
+		LWLockAcquire(ring->lock, LW_EXCLUSIVE);
+		slot = &ring->slots[ring->next_seq % WRITER_RING_SIZE];
+		if (ring->next_seq >= WRITER_RING_SIZE &&
+			(!TransactionIdIsValid(ring->max_evicted) ||
+			 TransactionIdFollows(slot->xid, ring->max_evicted)))
+			ring->max_evicted = slot->xid;
+		slot->xid = xid;
+		slot->dbid = MyDatabaseId;
+		ring->next_seq++;
+		LWLockRelease(ring->lock);
+	}
+	my_writer_xid = xid;
+	return PointerGetDatum(NULL);
+}
+
+/* Is a (top-level) transaction's work visible in this MVCC snapshot? */
+static inline bool
+xid_visible(TransactionId xid, Snapshot snap)
+{
+	if (TransactionIdIsCurrentTransactionId(xid))
+		return true;
+	if (XidInMVCCSnapshot(xid, snap))
+		return false;
+	return TransactionIdDidCommit(xid);
+}
+
+/* ----------------------------------------------------------------
+ * Scopes and bulk maps
+ * ----------------------------------------------------------------
+ */
+
+/* Verdict of the record nearest on a path, for one subject. */
+typedef struct SubjectEntry
+{
+	const char *key;			/* subject bytes, in the map's context */
+	uint32		hash;
+	uint16		keylen;
+	uint8		pos;			/* path position of the deciding record */
+	char		status;			/* simplehash's */
+	bool		allow;			/* a grant that counts ... */
+	TimestampTz until;			/* ... until then (DT_NOEND: no expiry) */
+} SubjectEntry;
+
+typedef struct SubjectKey
+{
+	const char *data;
+	int			len;
+} SubjectKey;
+
+static inline uint32
+subject_hash(const char *data, int len)
+{
+	return hash_bytes((const unsigned char *) data, len);
+}
+
+#define SH_PREFIX		subjmap
+#define SH_ELEMENT_TYPE SubjectEntry
+#define SH_KEY_TYPE		const char *
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	subject_hash(k, subjmap_keylen)
+#define SH_EQUAL(tb, a, b)	(subjmap_cmp_len(tb, a) && memcmp(a, b, subjmap_keylen) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+
+/*
+ * simplehash compares keys with SH_EQUAL(tb, a, b) only; the probe's
+ * length travels in a file-level variable set right before each call.
+ */
+static int	subjmap_keylen;
+struct subjmap_hash;
+static inline bool subjmap_cmp_len(struct subjmap_hash *tb pg_attribute_unused(),
+								   const char *a);
+
+#include "lib/simplehash.h"
+
+static inline bool
+subjmap_cmp_len(struct subjmap_hash *tb pg_attribute_unused(), const char *a)
+{
+	uint16		len;
+
+	/* keys are stored with their length in the two bytes before them */
+	memcpy(&len, a - sizeof(uint16), sizeof(uint16));
+	return len == subjmap_keylen;
+}
+
+typedef struct BulkMap
+{
+	int32		purpose_id;
+	MemoryContext cxt;
+	subjmap_hash *map;
+	bool		failed;			/* over the memory bound: probe instead */
+	struct BulkMap *next;
+} BulkMap;
+
+struct CacheScope
+{
+	MemoryContext cxt;
+	bool		shared;
+	ConsentMeta meta;
+	ConsentCatalog cat;
+	BulkMap    *maps;
+
+	/* validity (shared scopes) */
+	Oid			dbid;
+	uint64		ring_seq;
+	int			ninvisible;
+	TransactionId invisible[MAX_INVISIBLE];
+	TransactionId build_xmax;
+	bool		stale;			/* relcache invalidation seen */
+	bool		owned_by_callsite;	/* private: freed by its call site */
+	CacheScope *next_retired;
+};
+
+static CacheScope *shared_scope = NULL;
+static CacheScope *retired_scopes = NULL;
+
+/* counters, for consent.cache_info() and tests */
+static uint64 n_scope_builds = 0;
+static uint64 n_map_builds = 0;
+static uint64 n_map_hits = 0;
+static uint64 n_probes = 0;
+
+static void
+scope_free(CacheScope *scope)
+{
+	MemoryContextDelete(scope->cxt);
+}
+
+static void
+scope_retire(CacheScope *scope)
+{
+	scope->next_retired = retired_scopes;
+	retired_scopes = scope;
+}
+
+static void
+cache_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			while (retired_scopes)
+			{
+				CacheScope *s = retired_scopes;
+
+				retired_scopes = s->next_retired;
+				scope_free(s);
+			}
+			my_writer_xid = InvalidTransactionId;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+cache_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	CacheScope *s = shared_scope;
+
+	if (s == NULL)
+		return;
+	if (relid == InvalidOid || relid == s->meta.records ||
+		relid == s->meta.purposes || relid == s->meta.notices ||
+		relid == s->meta.records_pkey)
+		s->stale = true;
+}
+
+static CacheScope *
+scope_build(Snapshot snap, bool shared)
+{
+	MemoryContext cxt;
+	CacheScope *scope;
+
+	/* moved under TopMemoryContext once built, so an error leaks nothing */
+	cxt = AllocSetContextCreate(CurrentMemoryContext,
+								"consent cache scope", ALLOCSET_DEFAULT_SIZES);
+	scope = MemoryContextAllocZero(cxt, sizeof(CacheScope));
+	scope->cxt = cxt;
+	scope->shared = shared;
+	scope->dbid = MyDatabaseId;
+
+	if (shared)
+	{
+		/*
+		 * Read the ring before anything else: writers registered after this
+		 * point did not write before it (they register before writing), so
+		 * rule 1 covers them.  Writers registered before it are classified
+		 * against the build snapshot here.
+		 */
+		WriterSlot *copy = palloc(sizeof(WriterSlot) * WRITER_RING_SIZE);
+		int			ncopy = 0;
+
+		LWLockAcquire(ring->lock, LW_SHARED);
+		scope->ring_seq = ring->next_seq;
+		if (TransactionIdIsValid(ring->max_evicted) &&
+			!TransactionIdPrecedes(ring->max_evicted, snap->xmin))
+			scope->stale = true;	/* an unclassifiable writer was evicted */
+		for (uint64 seq = (ring->next_seq > WRITER_RING_SIZE ?
+						   ring->next_seq - WRITER_RING_SIZE : 0);
+			 seq < ring->next_seq; seq++)
+			copy[ncopy++] = ring->slots[seq % WRITER_RING_SIZE];
+		LWLockRelease(ring->lock);
+
+		/* commit status lookups may read clog: not under the lock */
+		for (int i = 0; i < ncopy && !scope->stale; i++)
+		{
+			WriterSlot *w = &copy[i];
+
+			if (w->dbid != MyDatabaseId)
+				continue;
+			if (TransactionIdPrecedes(w->xid, snap->xmin))
+				continue;		/* settled before the snapshot: same for all */
+			if (!xid_visible(w->xid, snap))
+			{
+				if (scope->ninvisible == MAX_INVISIBLE)
+					scope->stale = true;
+				else
+					scope->invisible[scope->ninvisible++] = w->xid;
+			}
+		}
+		pfree(copy);
+		scope->build_xmax = snap->xmax;
+	}
+
+	consent_meta_load(&scope->meta);
+	consent_catalog_load(&scope->cat, &scope->meta, snap, cxt);
+	if (shared)
+		MemoryContextSetParent(cxt, TopMemoryContext);
+	n_scope_builds++;
+	return scope;
+}
+
+/* Rules 1-6 of the file header. */
+static bool
+scope_valid_for(CacheScope *scope, Snapshot snap)
+{
+	if (scope->stale || scope->dbid != MyDatabaseId)
+		return false;
+	if (RecoveryInProgress() || current_xact_wrote())
+		return false;
+	if ((int32) (snap->xmax - scope->build_xmax) > CACHE_MAX_XID_AGE ||
+		(int32) (snap->xmax - scope->build_xmax) < 0)
+		return false;
+
+	for (int i = 0; i < scope->ninvisible; i++)
+	{
+		if (xid_visible(scope->invisible[i], snap))
+			return false;
+	}
+
+	LWLockAcquire(ring->lock, LW_SHARED);
+	if (ring->next_seq - scope->ring_seq > WRITER_RING_SIZE)
+	{
+		LWLockRelease(ring->lock);
+		return false;
+	}
+	{
+		int			ncopy = (int) (ring->next_seq - scope->ring_seq);
+		WriterSlot *copy = NULL;
+		bool		valid = true;
+
+		if (ncopy > 0)
+		{
+			copy = palloc(sizeof(WriterSlot) * ncopy);
+			for (int i = 0; i < ncopy; i++)
+				copy[i] = ring->slots[(scope->ring_seq + i) % WRITER_RING_SIZE];
+		}
+		LWLockRelease(ring->lock);
+		for (int i = 0; i < ncopy && valid; i++)
+		{
+			if (copy[i].dbid == MyDatabaseId && xid_visible(copy[i].xid, snap))
+				valid = false;
+		}
+		if (copy)
+			pfree(copy);
+		return valid;
+	}
+}
+
+static bool
+shared_scope_allowed(void)
+{
+	return ring != NULL && consent_cross_statement_cache &&
+		!RecoveryInProgress() && !current_xact_wrote();
+}
+
+/*
+ * Make cs->scope valid for the active snapshot.  Cheap when nothing
+ * changed: a few comparisons.
+ */
+static void
+callsite_attach(CallSite *cs)
+{
+	Snapshot	snap = GetActiveSnapshot();
+
+	if (cs->scope != NULL && cs->snap == snap &&
+		cs->snap_xmin == snap->xmin && cs->snap_xmax == snap->xmax &&
+		cs->snap_cid == snap->curcid)
+		return;
+
+	/* another snapshot: find or build a scope for it */
+	if (cs->scope != NULL && cs->scope->owned_by_callsite)
+		scope_free(cs->scope);
+	cs->scope = NULL;
+
+	if (shared_scope_allowed())
+	{
+		if (shared_scope != NULL && !scope_valid_for(shared_scope, snap))
+		{
+			scope_retire(shared_scope);
+			shared_scope = NULL;
+		}
+		if (shared_scope == NULL)
+		{
+			CacheScope *s = scope_build(snap, true);
+
+			if (!s->stale)
+				shared_scope = s;
+			else
+				scope_retire(s);	/* usable for this snapshot only */
+			cs->scope = s;
+		}
+		else
+			cs->scope = shared_scope;
+	}
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(cs->mcxt);
+
+		cs->scope = scope_build(snap, false);
+		cs->scope->owned_by_callsite = true;
+		MemoryContextSwitchTo(old);
+	}
+
+	cs->snap = snap;
+	cs->snap_xmin = snap->xmin;
+	cs->snap_xmax = snap->xmax;
+	cs->snap_cid = snap->curcid;
+	cs->meta = &cs->scope->meta;
+	cs->cat = &cs->scope->cat;
+	cs->memo_n = 0;				/* resolved purposes point into the old catalog */
+	if (cs->memo_key)
+	{
+		pfree(cs->memo_key);
+		cs->memo_key = NULL;
+	}
+}
+
+CallSite *
+consent_callsite(FunctionCallInfo fcinfo)
+{
+	CallSite   *cs = (CallSite *) fcinfo->flinfo->fn_extra;
+
+	if (cs == NULL)
+	{
+		cs = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
+		cs->mcxt = fcinfo->flinfo->fn_mcxt;
+		fcinfo->flinfo->fn_extra = cs;
+	}
+	callsite_attach(cs);
+	return cs;
+}
+
+/*
+ * Resolve the purpose argument(s); memoised on the argument's bytes, so
+ * that a constant purpose costs one memcmp per row.
+ */
+ResolvedPurpose *
+consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
+{
+	Size		total = 0;
+	char	   *buf;
+	char	   *p;
+
+	/* keys may arrive compressed or out of line, like any varlena */
+	for (int i = 0; i < n; i++)
+	{
+		if (VARATT_IS_EXTENDED(DatumGetPointer(keys[i])))
+			keys[i] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(keys[i]));
+		total += VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])) + 1;
+	}
+
+	if (cs->memo_key != NULL && cs->memo_n == n &&
+		VARSIZE(cs->memo_key) - VARHDRSZ == total)
+	{
+		bool		same = true;
+
+		p = VARDATA(cs->memo_key);
+		for (int i = 0; i < n && same; i++)
+		{
+			struct varlena *k = (struct varlena *) DatumGetPointer(keys[i]);
+			int			len = VARSIZE_ANY_EXHDR(k);
+
+			same = (memcmp(p, VARDATA_ANY(k), len) == 0 && p[len] == '\0');
+			p += len + 1;
+		}
+		if (same)
+			return cs->memo_rps;
+	}
+
+	/* resolve afresh */
+	if (cs->memo_key)
+		pfree(cs->memo_key);
+	if (cs->memo_rps)
+		pfree(cs->memo_rps);
+	cs->memo_key = NULL;
+	cs->memo_rps = MemoryContextAlloc(cs->mcxt, n * sizeof(ResolvedPurpose));
+	for (int i = 0; i < n; i++)
+	{
+		struct varlena *k = (struct varlena *) DatumGetPointer(keys[i]);
+
+		consent_resolve(cs->cat, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), &cs->memo_rps[i]);
+	}
+	buf = MemoryContextAlloc(cs->mcxt, VARHDRSZ + total);
+	SET_VARSIZE(buf, VARHDRSZ + total);
+	p = VARDATA(buf);
+	for (int i = 0; i < n; i++)
+	{
+		struct varlena *k = (struct varlena *) DatumGetPointer(keys[i]);
+		int			len = VARSIZE_ANY_EXHDR(k);
+
+		memcpy(p, VARDATA_ANY(k), len);
+		p[len] = '\0';
+		p += len + 1;
+	}
+	cs->memo_key = (struct varlena *) buf;
+	cs->memo_n = n;
+	return cs->memo_rps;
+}
+
+/*
+ * Load the verdict of every subject with a record on rp's path, in one
+ * pass over consent.records under the scope's snapshot.  Gives up (and
+ * marks the map failed) when the scope would outgrow consent.cache_memory.
+ */
+static BulkMap *
+bulk_build(CallSite *cs, const ResolvedPurpose *rp)
+{
+	CacheScope *scope = cs->scope;
+	const ConsentMeta *m = &scope->meta;
+	BulkMap    *bm;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	Size		limit = (Size) consent_cache_memory_kb * 1024;
+	uint64		n = 0;
+	MemoryContext old;
+
+	bm = MemoryContextAllocZero(scope->cxt, sizeof(BulkMap));
+	bm->purpose_id = rp->self->id;
+	bm->next = scope->maps;
+	scope->maps = bm;
+	bm->cxt = AllocSetContextCreate(scope->cxt, "consent bulk map",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(bm->cxt);
+	bm->map = subjmap_create(bm->cxt, 1024, NULL);
+
+	rel = table_open(m->records, AccessShareLock);
+	scan = table_beginscan(rel, cs->snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int32		pid = DatumGetInt32(slot_getattr(slot, m->r_purpose_id, &isnull));
+		int			pos = -1;
+		struct varlena *subj;
+		SubjectEntry *e;
+		bool		found;
+		Oid			status;
+		Datum		d;
+		char	   *notice_key = NULL;
+		int32		notice_version = 0;
+
+		for (int i = 0; i < rp->pathlen; i++)
+		{
+			if (rp->path[i] == pid)
+			{
+				pos = i;
+				break;
+			}
+		}
+		if (pos < 0)
+			continue;
+
+		subj = (struct varlena *) DatumGetPointer(slot_getattr(slot, m->r_subject, &isnull));
+		if (VARATT_IS_EXTENDED(subj))
+			subj = PG_DETOAST_DATUM_PACKED(subj);
+		subjmap_keylen = VARSIZE_ANY_EXHDR(subj);
+		e = subjmap_insert(bm->map, VARDATA_ANY(subj), &found);
+		if (!found)
+		{
+			uint16		len = (uint16) subjmap_keylen;
+			char	   *copy = palloc(sizeof(uint16) + len);
+
+			memcpy(copy, &len, sizeof(uint16));
+			memcpy(copy + sizeof(uint16), VARDATA_ANY(subj), len);
+			e->key = copy + sizeof(uint16);
+			e->keylen = subjmap_keylen;
+		}
+		else if (e->pos <= pos)
+			continue;			/* a nearer record already decides */
+
+		e->pos = pos;
+		status = DatumGetObjectId(slot_getattr(slot, m->r_status, &isnull));
+		d = slot_getattr(slot, m->r_notice_key, &isnull);
+		if (!isnull)
+		{
+			notice_key = TextDatumGetCString(d);
+			notice_version = DatumGetInt32(slot_getattr(slot, m->r_notice_version, &isnull));
+		}
+		e->allow = consent_verdict_granted(m, &scope->cat, status, notice_key, notice_version);
+		if (notice_key)
+			pfree(notice_key);
+		d = slot_getattr(slot, m->r_expires_at, &isnull);
+		e->until = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+
+		if ((++n & 0xFFFF) == 0)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (MemoryContextMemAllocated(scope->cxt, true) > limit)
+			{
+				bm->failed = true;
+				break;
+			}
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, NoLock);
+	MemoryContextSwitchTo(old);
+
+	if (!bm->failed && MemoryContextMemAllocated(scope->cxt, true) > limit)
+		bm->failed = true;
+	if (bm->failed)
+	{
+		MemoryContextDelete(bm->cxt);
+		bm->cxt = NULL;
+		bm->map = NULL;
+		ereport(DEBUG1,
+				(errmsg("consent: bulk map for purpose %d exceeds consent.cache_memory; probing instead",
+						rp->self->id)));
+	}
+	else
+		n_map_builds++;
+	return bm;
+}
+
+static BulkMap *
+bulk_find(CacheScope *scope, int32 purpose_id)
+{
+	for (BulkMap *bm = scope->maps; bm; bm = bm->next)
+	{
+		if (bm->purpose_id == purpose_id)
+			return bm;
+	}
+	return NULL;
+}
+
+bool
+consent_callsite_check(CallSite *cs, const char *subject, int subjlen,
+					   const ResolvedPurpose *rp)
+{
+	BulkMap    *bm;
+	DecisiveRecord rec;
+	bool		found;
+	Decision	d;
+
+	if (rp->self->retired)
+		return false;
+
+	bm = bulk_find(cs->scope, rp->self->id);
+	if (bm == NULL && consent_bulk_threshold >= 0 && consent_cache_memory_kb > 0 &&
+		cs->nprobes >= (uint64) consent_bulk_threshold)
+		bm = bulk_build(cs, rp);
+
+	if (bm != NULL && !bm->failed)
+	{
+		SubjectEntry *e;
+
+		n_map_hits++;
+		subjmap_keylen = subjlen;
+		e = subjmap_lookup(bm->map, subject);
+		if (e == NULL)
+			return rp->self->default_allowed;
+		return e->allow && e->until > GetCurrentTransactionStartTimestamp();
+	}
+
+	cs->nprobes++;
+	n_probes++;
+	consent_probe(cs->meta, cs->snap, subject, subjlen, rp, 1, &rec, &found);
+	consent_decide(cs->meta, cs->cat, rp, found ? &rec : NULL,
+				   GetCurrentTransactionStartTimestamp(), &d);
+	if (found && rec.notice_key)
+		pfree(rec.notice_key);
+	return d.allowed;
+}
+
+/*
+ * consent.cache_info(): what this backend's caches did, for tests and
+ * troubleshooting.  Counters are per backend and never reset.
+ */
+Datum
+consent_cache_info(PG_FUNCTION_ARGS)
+{
+	char		buf[256];
+
+	snprintf(buf, sizeof(buf),
+			 "{\"scope_builds\": " UINT64_FORMAT ", \"map_builds\": " UINT64_FORMAT
+			 ", \"map_hits\": " UINT64_FORMAT ", \"probes\": " UINT64_FORMAT
+			 ", \"shared_memory\": %s, \"shared_scope\": %s}",
+			 n_scope_builds, n_map_builds, n_map_hits, n_probes,
+			 ring != NULL ? "true" : "false",
+			 shared_scope != NULL ? "true" : "false");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf)));
+}
+
+void
+consent_cache_init(void)
+{
+	DefineCustomIntVariable("consent.bulk_threshold",
+							"Probes at one call site after which consent checks load a bulk map.",
+							"-1 never loads one (always index probes); 0 loads one at the first call.",
+							&consent_bulk_threshold,
+							1000, -1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("consent.cache_memory",
+							"Memory a backend may use for consent bulk maps.",
+							"Past it, checks fall back to index probes. 0 disables bulk maps.",
+							&consent_cache_memory_kb,
+							262144, 0, MAX_KILOBYTES,
+							PGC_USERSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("consent.cross_statement_cache",
+							 "Keep consent caches across statements and transactions.",
+							 "Needs shared_preload_libraries = 'consent'; exact under MVCC either way.",
+							 &consent_cross_statement_cache,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	RegisterXactCallback(cache_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(cache_relcache_callback, (Datum) 0);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = cache_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = cache_shmem_startup;
+	}
+}

@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *		Small immutable helpers used by the registry: the SHA-256 of a
+ *		notice body and the edit distance behind "did you mean" hints.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/varlena.h"
+
+#include "consent.h"
+
+PG_FUNCTION_INFO_V1(consent_sha256_text);
+PG_FUNCTION_INFO_V1(consent_edit_distance);
+
+/*
+ * consent.sha256_text(text) RETURNS bytea
+ *
+ * Hashes the bytes of the value as stored, i.e. in the database encoding.
+ * The encoding of a database never changes, so the result is immutable.
+ */
+Datum
+consent_sha256_text(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	pg_cryptohash_ctx *ctx;
+	bytea	   *result;
+
+	result = (bytea *) palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) VARDATA_ANY(in),
+							 VARSIZE_ANY_EXHDR(in)) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result),
+							PG_SHA256_DIGEST_LENGTH) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute SHA-256 digest: %s",
+						pg_cryptohash_error(ctx))));
+	pg_cryptohash_free(ctx);
+
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * consent.edit_distance(text, text) RETURNS integer
+ *
+ * Levenshtein distance with unit costs; both inputs at most 255 characters.
+ */
+Datum
+consent_edit_distance(PG_FUNCTION_ARGS)
+{
+	text	   *a = PG_GETARG_TEXT_PP(0);
+	text	   *b = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_INT32(varstr_levenshtein(VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a),
+									   VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+									   1, 1, 1, false));
+}
