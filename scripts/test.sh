@@ -87,16 +87,18 @@ run_isolation() {
 	record isolation $(count_regress "$WORK/isolation.log")
 }
 
-# prove / pg_prove: count test files from the per-file result lines.
+# prove / pg_prove: count test files from the closing summary
+# ("Files=N, Tests=M" and, on failure, "Failed X/N test programs").
 count_prove() {
-	local log=$1 p f
-	p=$(grep -Ec '^[^ ]+\.(sql|pl) \.+ ok' "$log")
-	f=$(grep -Ec '^[^ ]+\.(sql|pl) \.+ (Dubious|Failed|not ok|[0-9]+/)' "$log")
-	# a file that died before its plan shows only in the summary table
-	local listed
-	listed=$(grep -Ec '^[^ ]+\.(sql|pl) +\(Wstat' "$log")
-	[ "$listed" -gt "$f" ] && f=$listed
-	echo "$p $f"
+	local log=$1 files failed
+	files=$(sed -n 's/^Files=\([0-9]*\),.*/\1/p' "$log" | tail -1)
+	if [ -z "$files" ]; then echo "0 1"; return; fi
+	failed=$(sed -n 's/^Failed \([0-9]*\)\/[0-9]* test programs.*/\1/p' "$log" | tail -1)
+	if [ -z "$failed" ]; then
+		grep -q '^Result: PASS' "$log" && failed=0 || failed=$(grep -Ec '\(Wstat: ' "$log")
+		[ "$failed" -eq 0 ] && ! grep -q '^Result: PASS' "$log" && failed=1
+	fi
+	echo "$((files - failed)) $failed"
 }
 
 run_pgtap() {
@@ -117,7 +119,8 @@ run_tap() {
 	files=$(ls test/t/*.pl 2>/dev/null | sort)
 	echo "== tap: $(echo $files | wc -w) scripts"
 	if [ -z "$files" ]; then record tap 0 0; return; fi
-	mkdir -p "$WORK/tap"
+	mkdir -p "$WORK/tap/tmp_check/log"
+	[ "$(id -u)" -eq 0 ] && chown -R postgres "$WORK/tap"
 	as_pg env TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_PRIV/src/test/regress/pg_regress" \
 		PGXS_DIR="$PGXS_PRIV" CONSENT_TREE="$WORK/tree" \
 		prove -I "$PGXS_PRIV/src/test/perl" -I test $files 2>&1 | tee "$WORK/tap.log"
