@@ -261,12 +261,34 @@ subjmap_cmp_len(struct subjmap_hash *tb pg_attribute_unused(), const char *a)
 	return len == subjmap_keylen;
 }
 
+/*
+ * Verdicts of a dense map, one byte per integer subject in [base, base+n).
+ * Subjects are bigint ids far more often than not, and a table scanned in
+ * id order then reads the map sequentially instead of hashing per row.
+ */
+#define DENSE_NONE		0		/* no record on the path: the default */
+#define DENSE_REFUSE	1
+#define DENSE_ALLOW		2		/* a grant without expiry */
+#define DENSE_UNTIL		3		/* a grant with expiry: see dense_until */
+
+typedef struct DenseUntil
+{
+	int64		subject;
+	TimestampTz until;
+} DenseUntil;
+
 typedef struct BulkMap
 {
 	int32		purpose_id;
 	MemoryContext cxt;
-	subjmap_hash *map;
+	subjmap_hash *map;			/* general form; NULL when dense */
 	bool		failed;			/* over the memory bound: probe instead */
+	bool		dense;
+	int64		dense_base;
+	uint64		dense_n;
+	uint8	   *dense_verdict;
+	int			dense_nuntil;
+	DenseUntil *dense_until;	/* sorted by subject */
 	struct BulkMap *next;
 } BulkMap;
 
@@ -522,6 +544,7 @@ callsite_attach(CallSite *cs)
 	cs->meta = &cs->scope->meta;
 	cs->cat = &cs->scope->cat;
 	cs->memo_n = 0;				/* resolved purposes point into the old catalog */
+	cs->memo_datum = (Datum) 0;
 	if (cs->memo_key)
 	{
 		pfree(cs->memo_key);
@@ -555,6 +578,10 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 	char	   *buf;
 	char	   *p;
 
+	/* the same Datum as last time (a constant argument): nothing to do */
+	if (n == 1 && cs->memo_n == 1 && cs->memo_datum == keys[0])
+		return cs->memo_rps;
+
 	/* keys may arrive compressed or out of line, like any varlena */
 	for (int i = 0; i < n; i++)
 	{
@@ -578,7 +605,10 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 			p += len + 1;
 		}
 		if (same)
+		{
+			cs->memo_datum = (n == 1) ? keys[0] : (Datum) 0;
 			return cs->memo_rps;
+		}
 	}
 
 	/* resolve afresh */
@@ -608,6 +638,7 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 	}
 	cs->memo_key = (struct varlena *) buf;
 	cs->memo_n = n;
+	cs->memo_datum = (n == 1) ? keys[0] : (Datum) 0;
 	return cs->memo_rps;
 }
 
@@ -616,6 +647,8 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
  * pass over consent.records under the scope's snapshot.  Gives up (and
  * marks the map failed) when the scope would outgrow consent.cache_memory.
  */
+static void bulk_densify(CacheScope *scope, BulkMap *bm, Size limit);
+
 static BulkMap *
 bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 {
@@ -724,8 +757,183 @@ bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 						rp->self->id)));
 	}
 	else
+	{
+		bulk_densify(scope, bm, limit);
 		n_map_builds++;
+	}
 	return bm;
+}
+
+/*
+ * Parse the canonical text of a bigint (what int8out prints: no sign but
+ * '-', no leading zeros, no spaces).  False for anything else, which then
+ * cannot equal any subject of a dense map.
+ */
+static bool
+parse_canonical_int8(const char *s, int len, int64 *out)
+{
+	bool		neg = false;
+	uint64		v = 0;
+	int			i = 0;
+
+	if (len <= 0 || len > 20)
+		return false;
+	if (s[0] == '-')
+	{
+		neg = true;
+		i = 1;
+		if (len == 1)
+			return false;
+	}
+	if (s[i] == '0' && len - i > 1)
+		return false;
+	if (neg && s[i] == '0')
+		return false;			/* "-0" */
+	for (; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		if (v > (PG_UINT64_MAX - (s[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (neg)
+	{
+		if (v > (uint64) PG_INT64_MAX + 1)
+			return false;
+		*out = (int64) (0 - v);
+	}
+	else
+	{
+		if (v > (uint64) PG_INT64_MAX)
+			return false;
+		*out = (int64) v;
+	}
+	return true;
+}
+
+static int
+dense_until_cmp(const void *a, const void *b)
+{
+	int64		x = ((const DenseUntil *) a)->subject;
+	int64		y = ((const DenseUntil *) b)->subject;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Turn a general map whose subjects are all canonical bigints in a range
+ * not much wider than their number into a dense one.
+ */
+static void
+bulk_densify(CacheScope *scope, BulkMap *bm, Size limit)
+{
+	subjmap_iterator it;
+	SubjectEntry *e;
+	int64		lo = PG_INT64_MAX;
+	int64		hi = PG_INT64_MIN;
+	uint64		count = 0;
+	int			nuntil = 0;
+	uint64		span;
+	MemoryContext cxt;
+
+	subjmap_start_iterate(bm->map, &it);
+	while ((e = subjmap_iterate(bm->map, &it)) != NULL)
+	{
+		int64		v;
+
+		if (!parse_canonical_int8(e->key, e->keylen, &v))
+			return;
+		lo = Min(lo, v);
+		hi = Max(hi, v);
+		count++;
+		if (e->allow && e->until != DT_NOEND)
+			nuntil++;
+	}
+	if (count == 0)
+		return;
+	span = (uint64) hi - (uint64) lo + 1;
+	if (span > 4 * count + 4096 || span > (uint64) MaxAllocHugeSize ||
+		MemoryContextMemAllocated(scope->cxt, true) + span > limit)
+		return;
+
+	cxt = AllocSetContextCreate(scope->cxt, "consent dense map", ALLOCSET_DEFAULT_SIZES);
+	bm->dense_verdict = MemoryContextAllocExtended(cxt, span, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	bm->dense_until = MemoryContextAlloc(cxt, Max(nuntil, 1) * sizeof(DenseUntil));
+	bm->dense_nuntil = 0;
+	subjmap_start_iterate(bm->map, &it);
+	while ((e = subjmap_iterate(bm->map, &it)) != NULL)
+	{
+		int64		v;
+		uint8		verdict;
+
+		(void) parse_canonical_int8(e->key, e->keylen, &v);
+		if (!e->allow)
+			verdict = DENSE_REFUSE;
+		else if (e->until == DT_NOEND)
+			verdict = DENSE_ALLOW;
+		else
+		{
+			verdict = DENSE_UNTIL;
+			bm->dense_until[bm->dense_nuntil].subject = v;
+			bm->dense_until[bm->dense_nuntil].until = e->until;
+			bm->dense_nuntil++;
+		}
+		bm->dense_verdict[(uint64) v - (uint64) lo] = verdict;
+	}
+	qsort(bm->dense_until, bm->dense_nuntil, sizeof(DenseUntil), dense_until_cmp);
+	bm->dense_base = lo;
+	bm->dense_n = span;
+	bm->dense = true;
+	MemoryContextDelete(bm->cxt);
+	bm->cxt = cxt;
+	bm->map = NULL;
+}
+
+/* Verdict of one subject from a map: allowed? */
+static inline bool
+bulk_lookup(BulkMap *bm, ConsentSubject *subj, bool default_allowed)
+{
+	if (bm->dense)
+	{
+		int64		v;
+		uint64		idx;
+		DenseUntil	probe;
+		DenseUntil *hit;
+
+		if (subj->is_int)
+			v = subj->ival;
+		else if (!parse_canonical_int8(subj->str, subj->len, &v))
+			return default_allowed;
+		idx = (uint64) v - (uint64) bm->dense_base;
+		if (idx >= bm->dense_n)
+			return default_allowed;
+		switch (bm->dense_verdict[idx])
+		{
+			case DENSE_NONE:
+				return default_allowed;
+			case DENSE_REFUSE:
+				return false;
+			case DENSE_ALLOW:
+				return true;
+			default:
+				probe.subject = v;
+				hit = bsearch(&probe, bm->dense_until, bm->dense_nuntil,
+							  sizeof(DenseUntil), dense_until_cmp);
+				return hit != NULL && hit->until > GetCurrentTransactionStartTimestamp();
+		}
+	}
+	else
+	{
+		SubjectEntry *e;
+
+		consent_subject_text(subj);
+		subjmap_keylen = subj->len;
+		e = subjmap_lookup(bm->map, subj->str);
+		if (e == NULL)
+			return default_allowed;
+		return e->allow && e->until > GetCurrentTransactionStartTimestamp();
+	}
 }
 
 static BulkMap *
@@ -740,7 +948,7 @@ bulk_find(CacheScope *scope, int32 purpose_id)
 }
 
 bool
-consent_callsite_check(CallSite *cs, const char *subject, int subjlen,
+consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 					   const ResolvedPurpose *rp)
 {
 	BulkMap    *bm;
@@ -758,19 +966,14 @@ consent_callsite_check(CallSite *cs, const char *subject, int subjlen,
 
 	if (bm != NULL && !bm->failed)
 	{
-		SubjectEntry *e;
-
 		n_map_hits++;
-		subjmap_keylen = subjlen;
-		e = subjmap_lookup(bm->map, subject);
-		if (e == NULL)
-			return rp->self->default_allowed;
-		return e->allow && e->until > GetCurrentTransactionStartTimestamp();
+		return bulk_lookup(bm, subj, rp->self->default_allowed);
 	}
 
 	cs->nprobes++;
 	n_probes++;
-	consent_probe(cs->meta, cs->snap, subject, subjlen, rp, 1, &rec, &found);
+	consent_subject_text(subj);
+	consent_probe(cs->meta, cs->snap, subj->str, subj->len, rp, 1, &rec, &found);
 	consent_decide(cs->meta, cs->cat, rp, found ? &rec : NULL,
 				   GetCurrentTransactionStartTimestamp(), &d);
 	if (found && rec.notice_key)

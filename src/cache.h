@@ -13,6 +13,7 @@
 
 #include "access/attnum.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/snapshot.h"
 
 #include "enforce.h"
@@ -63,6 +64,29 @@ typedef struct ConsentCatalog
 
 typedef struct CacheScope CacheScope;
 
+/*
+ * A subject as the caller gave it: its canonical text and, for bigint
+ * subjects, the integer (whose text is made only when needed).
+ */
+typedef struct ConsentSubject
+{
+	const char *str;			/* NULL until made, for is_int */
+	int			len;
+	bool		is_int;
+	int64		ival;
+	char		buf[24];
+} ConsentSubject;
+
+static inline void
+consent_subject_text(ConsentSubject *s)
+{
+	if (s->str == NULL)
+	{
+		s->len = pg_lltoa(s->ival, s->buf);
+		s->str = s->buf;
+	}
+}
+
 /* fn_extra of every enforcement function */
 typedef struct CallSite
 {
@@ -79,6 +103,7 @@ typedef struct CallSite
 	const ConsentCatalog *cat;	/* == &scope->cat */
 
 	/* memo of the last resolved purpose argument */
+	Datum		memo_datum;		/* the argument's Datum, when one key */
 	struct varlena *memo_key;
 	int			memo_n;
 	ResolvedPurpose *memo_rps;
@@ -94,7 +119,7 @@ extern bool consent_cross_statement_cache;
 extern void consent_cache_init(void);
 extern CallSite *consent_callsite(FunctionCallInfo fcinfo);
 extern ResolvedPurpose *consent_callsite_resolve(CallSite *cs, Datum *keys, int n);
-extern bool consent_callsite_check(CallSite *cs, const char *subject, int subjlen,
+extern bool consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 								   const ResolvedPurpose *rp);
 
 /* enforce.c */

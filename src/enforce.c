@@ -73,9 +73,6 @@ PG_FUNCTION_INFO_V1(consent_mask_int8);
 PG_FUNCTION_INFO_V1(consent_mask_uuid);
 PG_FUNCTION_INFO_V1(consent_explain);
 
-/* Longest canonical text of a subject we build ourselves (uuid: 36). */
-#define SUBJECT_BUF_LEN 64
-
 /* ----------------------------------------------------------------
  * Catalog: object OIDs, attribute numbers and enum labels
  * ----------------------------------------------------------------
@@ -515,63 +512,34 @@ consent_probe(const ConsentMeta *m, Snapshot snapshot,
 }
 
 /* ----------------------------------------------------------------
- * Subjects: text, bigint and uuid map to one canonical text form
- * ----------------------------------------------------------------
- */
-
-static int
-subject_from_int8(int64 v, char *buf)
-{
-	return pg_lltoa(v, buf);
-}
-
-static int
-subject_from_uuid(const pg_uuid_t *u, char *buf)
-{
-	static const char hex[] = "0123456789abcdef";
-	int			len = 0;
-
-	for (int i = 0; i < UUID_LEN; i++)
-	{
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			buf[len++] = '-';
-		buf[len++] = hex[u->data[i] >> 4];
-		buf[len++] = hex[u->data[i] & 0x0F];
-	}
-	buf[len] = '\0';
-	return len;
-}
-
-/* ----------------------------------------------------------------
  * SQL-callable enforcement functions
  * ----------------------------------------------------------------
  */
 
 /* Answer for one subject and "n" purposes; all or any. */
 static bool
-has_common(FunctionCallInfo fcinfo, const char *subject, int subjlen,
+has_common(FunctionCallInfo fcinfo, ConsentSubject *subj,
 		   Datum *keys, int n, bool want_all)
 {
 	CallSite   *cs = consent_callsite(fcinfo);
 	ResolvedPurpose *rps;
-	bool		result = want_all;
 
 	rps = consent_callsite_resolve(cs, keys, n);
 	for (int i = 0; i < n; i++)
 	{
-		bool		allowed = consent_callsite_check(cs, subject, subjlen, &rps[i]);
+		bool		allowed = consent_callsite_check(cs, subj, &rps[i]);
 
 		if (want_all && !allowed)
 			return false;
 		if (!want_all && allowed)
 			return true;
 	}
-	return result;
+	return want_all;
 }
 
 static bool
-has_array(FunctionCallInfo fcinfo, const char *subject, int subjlen,
-		  ArrayType *arr, bool want_all)
+has_array(FunctionCallInfo fcinfo, ConsentSubject *subj, ArrayType *arr,
+		  bool want_all)
 {
 	Datum	   *keys;
 	bool	   *nulls;
@@ -588,132 +556,103 @@ has_array(FunctionCallInfo fcinfo, const char *subject, int subjlen,
 	}
 	if (n == 0)
 		return want_all;		/* all of nothing: true; any of nothing: false */
-	return has_common(fcinfo, subject, subjlen, keys, n, want_all);
+	return has_common(fcinfo, subj, keys, n, want_all);
 }
 
-#define SUBJECT_TEXT(argno, s, len) \
-	text	   *subj_ = PG_GETARG_TEXT_PP(argno); \
-	const char *s = VARDATA_ANY(subj_); \
-	int			len = VARSIZE_ANY_EXHDR(subj_)
-#define SUBJECT_INT8(argno, s, len) \
-	char		s[SUBJECT_BUF_LEN]; \
-	int			len = subject_from_int8(PG_GETARG_INT64(argno), s)
-#define SUBJECT_UUID(argno, s, len) \
-	char		s[SUBJECT_BUF_LEN]; \
-	int			len = subject_from_uuid(PG_GETARG_UUID_P(argno), s)
-
-Datum
-consent_has_text(PG_FUNCTION_ARGS)
+static inline void
+subject_from_text(ConsentSubject *s, text *t)
 {
-	SUBJECT_TEXT(0, s, len);
-	Datum		key = PG_GETARG_DATUM(1);
-
-	PG_RETURN_BOOL(has_common(fcinfo, s, len, &key, 1, true));
+	s->str = VARDATA_ANY(t);
+	s->len = VARSIZE_ANY_EXHDR(t);
+	s->is_int = false;
 }
 
-Datum
-consent_has_int8(PG_FUNCTION_ARGS)
+static inline void
+subject_from_int8(ConsentSubject *s, int64 v)
 {
-	SUBJECT_INT8(0, s, len);
-	Datum		key = PG_GETARG_DATUM(1);
-
-	PG_RETURN_BOOL(has_common(fcinfo, s, len, &key, 1, true));
+	s->str = NULL;				/* made on demand */
+	s->is_int = true;
+	s->ival = v;
 }
 
-Datum
-consent_has_uuid(PG_FUNCTION_ARGS)
+static inline void
+subject_from_uuid(ConsentSubject *s, const pg_uuid_t *u)
 {
-	SUBJECT_UUID(0, s, len);
-	Datum		key = PG_GETARG_DATUM(1);
+	static const char hex[] = "0123456789abcdef";
+	int			len = 0;
 
-	PG_RETURN_BOOL(has_common(fcinfo, s, len, &key, 1, true));
-}
-
-Datum
-consent_has_all_text(PG_FUNCTION_ARGS)
-{
-	SUBJECT_TEXT(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), true));
-}
-
-Datum
-consent_has_all_int8(PG_FUNCTION_ARGS)
-{
-	SUBJECT_INT8(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), true));
-}
-
-Datum
-consent_has_all_uuid(PG_FUNCTION_ARGS)
-{
-	SUBJECT_UUID(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), true));
-}
-
-Datum
-consent_has_any_text(PG_FUNCTION_ARGS)
-{
-	SUBJECT_TEXT(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), false));
-}
-
-Datum
-consent_has_any_int8(PG_FUNCTION_ARGS)
-{
-	SUBJECT_INT8(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), false));
-}
-
-Datum
-consent_has_any_uuid(PG_FUNCTION_ARGS)
-{
-	SUBJECT_UUID(0, s, len);
-
-	PG_RETURN_BOOL(has_array(fcinfo, s, len, PG_GETARG_ARRAYTYPE_P(1), false));
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			s->buf[len++] = '-';
+		s->buf[len++] = hex[u->data[i] >> 4];
+		s->buf[len++] = hex[u->data[i] & 0x0F];
+	}
+	s->str = s->buf;
+	s->len = len;
+	s->is_int = false;
 }
 
 /*
- * consent.mask(value anyelement, subject, purpose): the value when the
- * subject consents to the purpose, else NULL.  STRICT: a NULL value stays
- * NULL without a lookup.
+ * One subject argument of each type; the functions below differ only in
+ * how they read it.
  */
-Datum
-consent_mask_text(PG_FUNCTION_ARGS)
-{
-	SUBJECT_TEXT(1, s, len);
-	Datum		key = PG_GETARG_DATUM(2);
+#define SUBJECT_ARG(kind, argno, s) \
+	ConsentSubject s; \
+	subject_from_arg_##kind(&s, fcinfo, argno)
 
-	if (!has_common(fcinfo, s, len, &key, 1, true))
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+static inline void
+subject_from_arg_text(ConsentSubject *s, FunctionCallInfo fcinfo, int argno)
+{
+	subject_from_text(s, PG_GETARG_TEXT_PP(argno));
 }
 
-Datum
-consent_mask_int8(PG_FUNCTION_ARGS)
+static inline void
+subject_from_arg_int8(ConsentSubject *s, FunctionCallInfo fcinfo, int argno)
 {
-	SUBJECT_INT8(1, s, len);
-	Datum		key = PG_GETARG_DATUM(2);
-
-	if (!has_common(fcinfo, s, len, &key, 1, true))
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	subject_from_int8(s, PG_GETARG_INT64(argno));
 }
 
-Datum
-consent_mask_uuid(PG_FUNCTION_ARGS)
+static inline void
+subject_from_arg_uuid(ConsentSubject *s, FunctionCallInfo fcinfo, int argno)
 {
-	SUBJECT_UUID(1, s, len);
-	Datum		key = PG_GETARG_DATUM(2);
-
-	if (!has_common(fcinfo, s, len, &key, 1, true))
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	subject_from_uuid(s, PG_GETARG_UUID_P(argno));
 }
+
+#define DEFINE_HAS(kind) \
+Datum \
+consent_has_##kind(PG_FUNCTION_ARGS) \
+{ \
+	Datum		key = PG_GETARG_DATUM(1); \
+	SUBJECT_ARG(kind, 0, subj); \
+	PG_RETURN_BOOL(has_common(fcinfo, &subj, &key, 1, true)); \
+} \
+Datum \
+consent_has_all_##kind(PG_FUNCTION_ARGS) \
+{ \
+	SUBJECT_ARG(kind, 0, subj); \
+	PG_RETURN_BOOL(has_array(fcinfo, &subj, PG_GETARG_ARRAYTYPE_P(1), true)); \
+} \
+Datum \
+consent_has_any_##kind(PG_FUNCTION_ARGS) \
+{ \
+	SUBJECT_ARG(kind, 0, subj); \
+	PG_RETURN_BOOL(has_array(fcinfo, &subj, PG_GETARG_ARRAYTYPE_P(1), false)); \
+} \
+/* mask(value, subject, purpose): STRICT, so a NULL value stays NULL */ \
+Datum \
+consent_mask_##kind(PG_FUNCTION_ARGS) \
+{ \
+	Datum		key = PG_GETARG_DATUM(2); \
+	SUBJECT_ARG(kind, 1, subj); \
+	if (!has_common(fcinfo, &subj, &key, 1, true)) \
+		PG_RETURN_NULL(); \
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0)); \
+}
+
+DEFINE_HAS(text)
+DEFINE_HAS(int8)
+DEFINE_HAS(uuid)
 
 /* ----------------------------------------------------------------
  * consent.explain(subject text, purpose purpose_key)
