@@ -50,6 +50,8 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "storage/bufmgr.h"
+#include "utils/rel.h"
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
@@ -308,6 +310,10 @@ struct CacheScope
 	TransactionId build_xmax;
 	bool		stale;			/* relcache invalidation seen */
 	bool		owned_by_callsite;	/* private: freed by its call site */
+
+	/* index probes made under this scope, by all call sites */
+	uint64		nprobes;
+	double		records_estimate;	/* rows of consent.records at build */
 	CacheScope *next_retired;
 };
 
@@ -429,6 +435,14 @@ scope_build(Snapshot snap, bool shared)
 
 	consent_meta_load(&scope->meta);
 	consent_catalog_load(&scope->cat, &scope->meta, snap, cxt);
+	{
+		Relation	rel = table_open(scope->meta.records, AccessShareLock);
+
+		scope->records_estimate = rel->rd_rel->reltuples >= 0 ?
+			rel->rd_rel->reltuples :
+			(double) RelationGetNumberOfBlocks(rel) * 60.0;
+		table_close(rel, NoLock);
+	}
 	if (shared)
 		MemoryContextSetParent(cxt, TopMemoryContext);
 	n_scope_builds++;
@@ -959,9 +973,20 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 	if (rp->self->retired)
 		return false;
 
+	/*
+	 * A map is loaded when one call site has probed more than
+	 * consent.bulk_threshold times (a scan), or when probes made under a
+	 * scope kept across statements have cost about what loading would (many
+	 * point lookups): loading reads each record once, a probe costs about as
+	 * much as reading eight.  Like renting skis until their price is paid,
+	 * this is never much worse than the better of the two.
+	 */
 	bm = bulk_find(cs->scope, rp->self->id);
 	if (bm == NULL && consent_bulk_threshold >= 0 && consent_cache_memory_kb > 0 &&
-		cs->nprobes >= (uint64) consent_bulk_threshold)
+		(cs->nprobes >= (uint64) consent_bulk_threshold ||
+		 (!cs->scope->owned_by_callsite &&
+		  cs->scope->nprobes >= Max((uint64) consent_bulk_threshold,
+									(uint64) (cs->scope->records_estimate / 8)))))
 		bm = bulk_build(cs, rp);
 
 	if (bm != NULL && !bm->failed)
@@ -971,6 +996,7 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 	}
 
 	cs->nprobes++;
+	cs->scope->nprobes++;
 	n_probes++;
 	consent_subject_text(subj);
 	consent_probe(cs->meta, cs->snap, subj->str, subj->len, rp, 1, &rec, &found);
