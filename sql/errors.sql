@@ -244,6 +244,8 @@ SELECT * FROM pg_temp.cases(
 	$$SELECT consent.publish_notice('privacy', 2, 'Again.', '{newsletter}')$$,
 	-- a translation keeps the material flag (invalid_parameter_value)
 	$$SELECT consent.publish_notice('privacy', 2, 'Neu.', '{newsletter}', 'de', true)$$,
+	-- a translation covers the same purposes (invalid_parameter_value)
+	$$SELECT consent.publish_notice('privacy', 2, 'Neu.', '{profiling}', 'de')$$,
 	-- covered purposes: unknown, with a hint (undefined_object); retired
 	-- (object_not_in_prerequisite_state); none (invalid_parameter_value)
 	$$SELECT consent.publish_notice('privacy', 3, 'New.', '{newsletter,profilling}')$$,
@@ -356,6 +358,31 @@ SELECT consent.grant('s3', 'newsleter');
 COMMIT;
 SELECT pg_temp.fp() = :'fp' AS unchanged,
 	   (SELECT count(*) FROM consent.records WHERE subject = 's3') AS s3_records;
+
+--
+-- Rules added after review: each fails and changes nothing.
+--
+SELECT consent.publish_notice('terms', 1, 'Terms v1.', '{profiling}');
+SELECT consent.grant('s4', 'profiling', 'terms');		-- pending, under terms@1
+SELECT consent.publish_notice('terms', 2, 'Terms v2.', '{profiling}', material => true);
+SELECT * FROM pg_temp.cases(
+	-- a grant under a superseded notice version would never count (55000)
+	$$SELECT consent.grant('s5', 'profiling', 'terms@1')$$,
+	-- confirming a pending grant whose notice was superseded meanwhile (55000)
+	$$SELECT consent.confirm('s4', 'profiling')$$,
+	-- purposes that do not rest on consent cannot be granted either (55000)
+	$$SELECT consent.grant('s4', 'billing')$$,
+	-- nor sit under a purpose a person can refuse (22023)
+	$$SELECT consent.define_purpose('newsletter.invoices', 'Invoices', 'contract')$$,
+	-- NULL title (22004); NULL among a notice's purposes (22004)
+	$$SELECT consent.define_purpose('reports', NULL)$$,
+	$$SELECT consent.publish_notice('privacy', 9, 'x', ARRAY['newsletter', NULL]::consent.purpose_key[])$$,
+	-- withdraw_all checks its subject like every other function (22023, 22001)
+	$$SELECT consent.withdraw_all('')$$,
+	$$SELECT consent.withdraw_all(repeat('x', 257))$$,
+	-- unknown purposes in the check functions name the closest keys (42704)
+	$$SELECT consent.has('s4', 'newsleter')$$,
+	$$SELECT consent.has_all(4::bigint, '{profiling,profilin}')$$);
 
 \c :origdb
 DROP DATABASE regress_consent_errors WITH (FORCE);

@@ -224,8 +224,8 @@ SELECT consent.withdraw('w6', 'analytics', 'objection');
 SELECT consent.deny('w7', 'analytics');
 SELECT subject, purpose, status, reason FROM rec WHERE subject IN ('w6', 'w7') ORDER BY subject;
 
--- A purpose resting on a contract can be granted (recorded), but not
--- withdrawn or denied.
+-- A purpose resting on a contract cannot be granted, withdrawn or denied:
+-- its answer does not rest on consent.
 SELECT consent.grant('w8', 'billing');
 SELECT consent.withdraw('w8', 'billing');
 SELECT consent.deny('w8', 'billing');
@@ -241,7 +241,6 @@ SELECT consent.grant('a1', 'profiling');
 SELECT consent.grant('a1', 'mailing');
 SELECT consent.deny('a1', 'newsletter.partners');
 SELECT consent.withdraw('a1', 'analytics');
-SELECT consent.grant('a1', 'billing');
 SELECT consent.grant('a2', 'newsletter');
 SELECT subject, purpose, status FROM rec WHERE subject IN ('a1', 'a2') ORDER BY subject, purpose;
 SELECT consent.withdraw_all('a1', 'account closed');

@@ -140,7 +140,7 @@ SELECT key, version, locale, purposes, material, octet_length(body) AS bytes,
 -- stay, and records made before stay too.
 --
 SELECT consent.grant('alice', 'marketing.sms');
-SELECT consent.grant('alice', 'marketing.email.weekly', 'privacy@2');
+SELECT consent.grant('alice', 'marketing.email.weekly', 'privacy');
 -- marketing.email requires confirmation: carol's grant is pending.
 SELECT consent.grant('carol', 'marketing.email');
 SELECT r.subject, p.key, r.status

@@ -122,8 +122,8 @@ SELECT e.*
 	   LATERAL pg_temp.err(s) e;
 SELECT k AS purpose, consent.has('b3', k) AS has, consent.status('b3', k) AS status
   FROM unnest('{billing,tax,emergency,census}'::consent.purpose_key[]) k;
--- A grant may be recorded for them, and counts.
-SELECT consent.grant('b4', 'billing');
+-- Nor can a grant: their answer never rests on a record.
+SELECT e.* FROM pg_temp.err($$SELECT consent.grant('b4', 'billing')$$) e;
 SELECT * FROM pg_temp.show('b4') WHERE purpose = 'billing';
 
 --

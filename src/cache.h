@@ -74,7 +74,7 @@ typedef struct ConsentSubject
 	int			len;
 	bool		is_int;
 	int64		ival;
-	char		buf[24];
+	char		buf[40];		/* bigint: 20, uuid: 36 */
 } ConsentSubject;
 
 static inline void

@@ -54,6 +54,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
+#include "utils/varlena.h"
+#include "lib/stringinfo.h"
 
 #include "consent.h"
 #include "enforce.h"
@@ -317,6 +319,51 @@ catalog_material_version(const ConsentCatalog *cat, const char *notice_key)
 	return hit ? hit->max_material_version : 0;
 }
 
+/* "Closest existing purposes: ..." for an unknown key (same text as SQL's). */
+static char *
+closest_purposes_hint(const ConsentCatalog *cat, const char *key, int keylen)
+{
+	int			best[3] = {-1, -1, -1};
+	int			dist[3] = {INT_MAX, INT_MAX, INT_MAX};
+	StringInfoData buf;
+
+	if (cat->npurposes == 0)
+		return "No purposes are defined yet.";
+	for (int i = 0; i < cat->npurposes; i++)
+	{
+		const PurposeInfo *p = &cat->purposes[i];
+		int			d = varstr_levenshtein(key, keylen, p->key, p->keylen,
+										   1, 1, 1, true);
+
+		/* catalog is sorted by key: ties keep key order, as in SQL */
+		for (int j = 0; j < 3; j++)
+		{
+			if (d < dist[j])
+			{
+				for (int k = 2; k > j; k--)
+				{
+					dist[k] = dist[k - 1];
+					best[k] = best[k - 1];
+				}
+				dist[j] = d;
+				best[j] = i;
+				break;
+			}
+		}
+	}
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "Closest existing purposes: ");
+	for (int j = 0; j < 3 && best[j] >= 0; j++)
+	{
+		if (j > 0)
+			appendStringInfoString(&buf, ", ");
+		appendBinaryStringInfo(&buf, cat->purposes[best[j]].key,
+							   cat->purposes[best[j]].keylen);
+	}
+	appendStringInfoChar(&buf, '.');
+	return buf.data;
+}
+
 /*
  * Resolve a purpose key into itself and its ancestors.  An unknown purpose
  * is an error: a misspelt purpose in a policy must be loud, not silently
@@ -333,7 +380,7 @@ consent_resolve(const ConsentCatalog *cat, const char *key, int keylen,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("purpose \"%.*s\" does not exist", keylen, key),
-				 errhint("Define it with consent.define_purpose(), or check the spelling.")));
+				 errhint("%s", closest_purposes_hint(cat, key, keylen))));
 	out->self = self;
 	out->pathlen = 0;
 	out->path[out->pathlen++] = self->id;

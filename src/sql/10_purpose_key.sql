@@ -35,8 +35,8 @@ LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 -- functions detoast every argument (PG_DETOAST_DATUM_PACKED), so a compressed
 -- or out-of-line key is still read correctly.
 --
--- Category S (string) with an implicit cast to text, as citext does: keys
--- mix with text in expressions, while text is still the preferred type.
+-- Category S (string), with an assignment cast to text (see Casts below);
+-- text stays the preferred type of the category.
 CREATE TYPE consent.purpose_key (
 	INPUT = consent.purpose_key_in,
 	OUTPUT = consent.purpose_key_out,

@@ -94,6 +94,19 @@ COMMENT ON COLUMN consent.notices.purposes IS 'purposes this notice covers (a pu
 COMMENT ON COLUMN consent.notices.material IS 'material change: grants under older versions of this key stop counting';
 COMMENT ON COLUMN consent.notices.published_at IS 'when the version was published';
 
+-- One row per notice key, updated by every publication of that key, so
+-- that concurrent publishers conflict on it: under READ COMMITTED the
+-- second waits and then sees the first's version; under REPEATABLE READ
+-- it fails with a serialization error instead of publishing a lower version.
+CREATE TABLE consent.notice_heads (
+	key			text PRIMARY KEY,
+	latest_version integer NOT NULL
+);
+COMMENT ON TABLE consent.notice_heads IS
+	'Internal: latest published version of each notice key (serialises publishers)';
+COMMENT ON COLUMN consent.notice_heads.key IS 'notice key';
+COMMENT ON COLUMN consent.notice_heads.latest_version IS 'highest version published for the key';
+
 -- "Did you mean" text for hints: the existing keys closest to a wrong one.
 CREATE FUNCTION consent.closest_purposes(k text, active_only boolean DEFAULT false)
 RETURNS text
@@ -125,12 +138,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	v_parent consent.purpose_key;
+	v_parent_basis consent.legal_basis;
 	v_id integer;
 BEGIN
 	IF key IS NULL THEN
 		RAISE EXCEPTION 'purpose key must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF title IS NULL OR btrim(title) = '' THEN
+	IF title IS NULL THEN
+		RAISE EXCEPTION 'title of purpose "%" must not be null', key USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF btrim(title) = '' THEN
 		RAISE EXCEPTION 'purpose "%" needs a non-empty title', key USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF legal_basis IS NULL THEN
@@ -169,6 +186,19 @@ BEGIN
 		IF FOUND THEN
 			RAISE EXCEPTION 'parent purpose "%" of "%" is retired', v_parent, key
 				USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		-- A refusal of the parent would stop the child (the nearest record
+		-- decides), which must not happen to processing that does not rest
+		-- on consent.
+		SELECT p.legal_basis INTO v_parent_basis FROM consent.purposes p
+		 WHERE p.key OPERATOR(consent.=) v_parent;
+		IF v_parent_basis IN ('consent', 'explicit_consent', 'legitimate_interests')
+		   AND legal_basis NOT IN ('consent', 'explicit_consent', 'legitimate_interests') THEN
+			RAISE EXCEPTION 'purpose "%" rests on %, but its parent "%" rests on %', key, legal_basis,
+				v_parent, v_parent_basis
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A purpose that does not rest on consent cannot sit under one that a person can refuse: '
+							 'the refusal would stop it.  Define it outside that branch.';
 		END IF;
 	END IF;
 
@@ -257,9 +287,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use a BCP 47 language tag such as en, de or pt-BR.';
 	END IF;
-	IF cardinality(purposes) = 0 OR array_position(purposes, NULL) IS NOT NULL THEN
-		RAISE EXCEPTION 'notice "%" version % must cover at least one purpose, and no NULL', key, version
+	IF cardinality(purposes) = 0 THEN
+		RAISE EXCEPTION 'notice "%" version % must cover at least one purpose', key, version
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF array_position(purposes, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'purposes of notice "%" version % must not contain NULL', key, version
+			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 
 	SELECT string_agg(u.k::text, ', ') INTO v_missing
@@ -278,9 +312,11 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 
-	-- Serialise publishers of one key, so that "versions only grow" holds
-	-- under concurrency.
-	PERFORM pg_advisory_xact_lock(hashtext('consent.notice:' || key));
+	-- Serialise publishers of one key on its head row, so that "versions
+	-- only grow" holds under concurrency (see consent.notice_heads).
+	INSERT INTO consent.notice_heads AS h (key, latest_version) VALUES (publish_notice.key, 0)
+	ON CONFLICT ON CONSTRAINT notice_heads_pkey DO NOTHING;
+	PERFORM 1 FROM consent.notice_heads h WHERE h.key = publish_notice.key FOR UPDATE;
 
 	SELECT n.version, n.material INTO v_latest, v_latest_material
 	  FROM consent.notices n WHERE n.key = publish_notice.key
@@ -304,12 +340,22 @@ BEGIN
 				RAISE EXCEPTION 'translation of notice "%" version % must keep material = %', key, version, v_latest_material
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
+			IF EXISTS (SELECT 1 FROM consent.notices n
+						WHERE n.key = publish_notice.key AND n.version = publish_notice.version
+						  AND NOT (n.purposes OPERATOR(pg_catalog.@>) publish_notice.purposes
+								   AND n.purposes OPERATOR(pg_catalog.<@) publish_notice.purposes)) THEN
+				RAISE EXCEPTION 'translation of notice "%" version % must cover the same purposes', key, version
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'To change what a notice covers, publish a new version.';
+			END IF;
 		END IF;
 	END IF;
 
 	INSERT INTO consent.notices (key, version, locale, body, purposes, material)
 	VALUES (key, version, locale, body, purposes, material)
 	RETURNING id INTO v_id;
+	UPDATE consent.notice_heads h SET latest_version = publish_notice.version
+	 WHERE h.key = publish_notice.key;
 	RETURN v_id;
 END
 $$;

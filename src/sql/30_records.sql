@@ -45,6 +45,29 @@ COMMENT ON COLUMN consent.records.reason IS 'reason given with a withdrawal';
 COMMENT ON COLUMN consent.records.evidence IS 'further proof as a JSON object (IP, user agent, form id, ...)';
 COMMENT ON COLUMN consent.records.recorded_at IS 'wall-clock time the row was written';
 
+-- Subject rules, shared by every function that takes a subject.
+CREATE FUNCTION consent.check_subject(subject text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF subject IS NULL THEN
+		RAISE EXCEPTION 'subject must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF subject = '' THEN
+		RAISE EXCEPTION 'subject must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(subject) > 256 THEN
+		RAISE EXCEPTION 'subject is % bytes long, the limit is 256', octet_length(subject)
+			USING ERRCODE = 'string_data_right_truncation',
+				  HINT = 'Use a stable identifier such as a customer id or uuid, not free text.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION consent.check_subject(text) IS
+	'Internal: raise unless subject is a non-empty text of at most 256 bytes';
+
 --
 -- The one writer of consent.records.  Every public recording function is a
 -- thin wrapper around it, so that validation, locking and the effective
@@ -75,19 +98,9 @@ DECLARE
 	v_actor text;
 	m text[];
 BEGIN
-	IF p_subject IS NULL THEN
-		RAISE EXCEPTION 'subject must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
+	PERFORM consent.check_subject(p_subject);
 	IF p_purpose IS NULL THEN
 		RAISE EXCEPTION 'purpose must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF p_subject = '' THEN
-		RAISE EXCEPTION 'subject must not be empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF octet_length(p_subject) > 256 THEN
-		RAISE EXCEPTION 'subject is % bytes long, the limit is 256', octet_length(p_subject)
-			USING ERRCODE = 'string_data_right_truncation',
-				  HINT = 'Use a stable identifier such as a customer id or uuid, not free text.';
 	END IF;
 	IF p_method IS NULL OR btrim(p_method) = '' OR octet_length(p_method) > 64 THEN
 		RAISE EXCEPTION 'method must be a non-empty label of at most 64 bytes, not %',
@@ -112,13 +125,14 @@ BEGIN
 				  DETAIL = 'It was retired at ' || v_purpose.retired_at::text || '.',
 				  HINT = consent.closest_purposes(p_purpose::text, true);
 	END IF;
-	IF p_action IN ('deny', 'withdraw')
+	IF p_action IN ('grant', 'confirm', 'deny', 'withdraw')
 	   AND v_purpose.legal_basis NOT IN ('consent', 'explicit_consent', 'legitimate_interests') THEN
 		RAISE EXCEPTION 'purpose "%" does not rest on consent, so it cannot be %', p_purpose,
-			CASE p_action WHEN 'deny' THEN 'denied' ELSE 'withdrawn' END
+			CASE p_action WHEN 'deny' THEN 'denied' WHEN 'withdraw' THEN 'withdrawn'
+						  WHEN 'grant' THEN 'granted' ELSE 'confirmed' END
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Its legal basis is ' || v_purpose.legal_basis::text || '.',
-				  HINT = 'Processing does not rest on consent; a refusal or withdrawal does not stop it. '
+				  HINT = 'Processing does not rest on consent; a grant, refusal or withdrawal does not change it. '
 						 'Handle the request under the rules of that legal basis.';
 	END IF;
 
@@ -156,6 +170,14 @@ BEGIN
 		SELECT bool_or(c OPERATOR(consent.@>) p_purpose) INTO v_covers
 		  FROM consent.notices n, unnest(n.purposes) AS c
 		 WHERE n.key = v_notice_key AND n.version = v_notice_version;
+		IF p_action = 'grant' AND EXISTS (
+				SELECT 1 FROM consent.notices n
+				 WHERE n.key = v_notice_key AND n.material AND n.version > v_notice_version) THEN
+			RAISE EXCEPTION 'notice "%" version % has been superseded by a material version', v_notice_key, v_notice_version
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'A grant under it would not count; record the grant under the latest version, e.g. '
+							 || quote_literal(v_notice_key) || ' alone.';
+		END IF;
 		IF NOT v_covers THEN
 			RAISE EXCEPTION 'notice "%" version % does not cover purpose "%"', v_notice_key, v_notice_version, p_purpose
 				USING ERRCODE = 'invalid_parameter_value',
@@ -185,6 +207,15 @@ BEGIN
 					  DETAIL = 'The current status is ' || coalesce(v_current::text, 'none') || '.',
 					  HINT = 'Call consent.grant() first; it records a pending consent for purposes that require confirmation.';
 		END IF;
+		-- A grant whose notice was superseded while it waited would not count.
+		IF EXISTS (SELECT 1 FROM consent.records r
+					 JOIN consent.notices n ON n.key = r.notice_key
+					WHERE r.subject = p_subject AND r.purpose_id = v_purpose.id
+					  AND n.material AND n.version > r.notice_version) THEN
+			RAISE EXCEPTION 'the notice of the pending consent to purpose "%" has been superseded by a material version', p_purpose
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'Ask for consent again under the latest version: call consent.grant() with it, then confirm.';
+		END IF;
 		v_status := 'granted';
 	ELSIF p_action = 'expire' THEN
 		v_status := 'expired';
@@ -198,7 +229,9 @@ BEGIN
 		UPDATE consent.records r
 		   SET status = v_status, effective_at = now(), method = p_method,
 			   source = coalesce(p_source, r.source), actor = v_actor,
-			   evidence = coalesce(p_evidence, r.evidence), recorded_at = clock_timestamp()
+			   evidence = CASE WHEN p_evidence IS NULL THEN r.evidence
+							   ELSE coalesce(r.evidence, '{}'::jsonb) || p_evidence END,
+			   recorded_at = clock_timestamp()
 		 WHERE r.subject = p_subject AND r.purpose_id = v_purpose.id;
 		RETURN v_status;
 	END IF;

@@ -94,9 +94,7 @@ DECLARE
 	n integer := 0;
 	d record;
 BEGIN
-	IF subject IS NULL THEN
-		RAISE EXCEPTION 'subject must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
+	PERFORM consent.check_subject(subject);
 	FOR d IN
 		SELECT p.key FROM consent.records r
 		  JOIN consent.purposes p ON p.id = r.purpose_id

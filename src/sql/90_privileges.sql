@@ -84,4 +84,5 @@ SELECT pg_catalog.pg_extension_config_dump('consent.purposes', '');
 SELECT pg_catalog.pg_extension_config_dump('consent.purposes_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('consent.notices', '');
 SELECT pg_catalog.pg_extension_config_dump('consent.notices_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('consent.notice_heads', '');
 SELECT pg_catalog.pg_extension_config_dump('consent.records', '');
