@@ -268,10 +268,6 @@ subjmap_cmp_len(struct subjmap_hash *tb pg_attribute_unused(), const char *a)
  * Subjects are bigint ids far more often than not, and a table scanned in
  * id order then reads the map sequentially instead of hashing per row.
  */
-#define DENSE_NONE		0		/* no record on the path: the default */
-#define DENSE_REFUSE	1
-#define DENSE_ALLOW		2		/* a grant without expiry */
-#define DENSE_UNTIL		3		/* a grant with expiry: see dense_until */
 
 typedef struct DenseUntil
 {
@@ -325,6 +321,7 @@ static uint64 n_scope_builds = 0;
 static uint64 n_map_builds = 0;
 static uint64 n_map_hits = 0;
 static uint64 n_probes = 0;
+uint64		consent_fast_hits = 0;
 
 static void
 scope_free(CacheScope *scope)
@@ -557,6 +554,7 @@ callsite_attach(CallSite *cs)
 	cs->snap_cid = snap->curcid;
 	cs->meta = &cs->scope->meta;
 	cs->cat = &cs->scope->cat;
+	cs->fast_ok = false;
 	cs->memo_n = 0;				/* resolved purposes point into the old catalog */
 	cs->memo_datum = (Datum) 0;
 	if (cs->memo_key)
@@ -992,6 +990,16 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 	if (bm != NULL && !bm->failed)
 	{
 		n_map_hits++;
+		if (bm->dense && cs->memo_n == 1 && cs->memo_datum != (Datum) 0 &&
+			cs->memo_rps[0].self == rp->self)
+		{
+			cs->fast_ok = true;
+			cs->fast_key = cs->memo_datum;
+			cs->fast_default = rp->self->default_allowed;
+			cs->fast_base = bm->dense_base;
+			cs->fast_n = bm->dense_n;
+			cs->fast_verdict = bm->dense_verdict;
+		}
 		return bulk_lookup(bm, subj, rp->self->default_allowed);
 	}
 
@@ -1020,7 +1028,7 @@ consent_cache_info(PG_FUNCTION_ARGS)
 			 "{\"scope_builds\": " UINT64_FORMAT ", \"map_builds\": " UINT64_FORMAT
 			 ", \"map_hits\": " UINT64_FORMAT ", \"probes\": " UINT64_FORMAT
 			 ", \"shared_memory\": %s, \"shared_scope\": %s}",
-			 n_scope_builds, n_map_builds, n_map_hits, n_probes,
+			 n_scope_builds, n_map_builds, n_map_hits + consent_fast_hits, n_probes,
 			 ring != NULL ? "true" : "false",
 			 shared_scope != NULL ? "true" : "false");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf)));

@@ -14,6 +14,7 @@
 #include "access/attnum.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/snapshot.h"
 
 #include "enforce.h"
@@ -109,7 +110,70 @@ typedef struct CallSite
 	ResolvedPurpose *memo_rps;
 
 	uint64		nprobes;		/* index probes made by this call site */
+
+	/*
+	 * Fast path for bigint subjects: set once a call with one purpose has
+	 * been answered from a dense map; valid while the snapshot and the
+	 * purpose argument stay the same.
+	 */
+	bool		fast_ok;
+	Datum		fast_key;
+	bool		fast_default;
+	int64		fast_base;
+	uint64		fast_n;
+	const uint8 *fast_verdict;
 } CallSite;
+
+/* values of a dense map's verdict bytes */
+#define DENSE_NONE		0		/* no record on the path: the default */
+#define DENSE_REFUSE	1
+#define DENSE_ALLOW		2		/* a grant without expiry */
+#define DENSE_UNTIL		3		/* a grant with expiry: ask the map */
+
+extern uint64 consent_fast_hits;
+
+/*
+ * Answer has(bigint, purpose) without leaving the caller, when the call
+ * site's fast path applies.  Returns false when it does not (then take the
+ * general path).
+ */
+static inline bool
+consent_fast_int8(FunctionCallInfo fcinfo, Datum key, int64 v, bool *allowed)
+{
+	CallSite   *cs = (CallSite *) fcinfo->flinfo->fn_extra;
+	Snapshot	snap;
+	uint64		idx;
+
+	if (cs == NULL || !cs->fast_ok || cs->fast_key != key)
+		return false;
+	snap = GetActiveSnapshot();
+	if (snap != cs->snap || snap->xmin != cs->snap_xmin ||
+		snap->xmax != cs->snap_xmax || snap->curcid != cs->snap_cid)
+		return false;
+	idx = (uint64) v - (uint64) cs->fast_base;
+	if (idx >= cs->fast_n)
+	{
+		*allowed = cs->fast_default;
+		consent_fast_hits++;
+		return true;
+	}
+	switch (cs->fast_verdict[idx])
+	{
+		case DENSE_NONE:
+			*allowed = cs->fast_default;
+			break;
+		case DENSE_REFUSE:
+			*allowed = false;
+			break;
+		case DENSE_ALLOW:
+			*allowed = true;
+			break;
+		default:
+			return false;		/* expiry to compare: the general path */
+	}
+	consent_fast_hits++;
+	return true;
+}
 
 /* GUCs */
 extern int	consent_bulk_threshold;
