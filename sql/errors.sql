@@ -287,6 +287,11 @@ SELECT n, stmt, sqlstate, message, unchanged FROM pg_temp.cases(
 -- (check_violation, foreign_key_violation, unique_violation, ...).
 -- Purpose 1 is newsletter.
 --
+-- The hierarchy check is a deferred constraint trigger (it runs at
+-- commit, so that pg_restore may load a child before its parent); make it
+-- immediate here so that each case fails on its own.
+BEGIN;
+SET CONSTRAINTS ALL IMMEDIATE;
 SELECT * FROM pg_temp.cases(
 	$$INSERT INTO consent.records (subject, purpose_id, status) VALUES ('', 1, 'granted')$$,
 	$$INSERT INTO consent.records (subject, purpose_id, status) VALUES (repeat('x', 257), 1, 'granted')$$,
@@ -304,6 +309,7 @@ SELECT * FROM pg_temp.cases(
 	$$INSERT INTO consent.notices (key, version, locale, body, purposes) VALUES ('cookies', 1, 'EN', 'Cookies.', '{newsletter}')$$,
 	$$INSERT INTO consent.notices (key, version, body, purposes) VALUES ('cookies', 1, 'Cookies.', '{}')$$,
 	$$INSERT INTO consent.notices (key, version, body, purposes) VALUES ('privacy', 2, 'Again.', '{newsletter}')$$);
+COMMIT;
 
 \x off
 

@@ -37,8 +37,7 @@ COMMENT ON SEQUENCE consent.purposes_id_seq IS 'ids of consent.purposes';
 CREATE TABLE consent.purposes (
 	id			integer NOT NULL DEFAULT pg_catalog.nextval('consent.purposes_id_seq') PRIMARY KEY,
 	key			consent.purpose_key NOT NULL UNIQUE,
-	parent_key	consent.purpose_key GENERATED ALWAYS AS (consent.parent(key)) STORED
-				REFERENCES consent.purposes (key),
+	parent_key	consent.purpose_key GENERATED ALWAYS AS (consent.parent(key)) STORED,
 	title		text NOT NULL CHECK (title <> ''),
 	description text,
 	legal_basis consent.legal_basis NOT NULL DEFAULT 'consent',
@@ -49,6 +48,48 @@ CREATE TABLE consent.purposes (
 );
 ALTER SEQUENCE consent.purposes_id_seq OWNED BY consent.purposes.id;
 CREATE INDEX purposes_parent_key_idx ON consent.purposes (parent_key);
+COMMENT ON INDEX consent.purposes_parent_key_idx IS 'finds the children of a purpose';
+COMMENT ON INDEX consent.purposes_pkey IS 'primary key of consent.purposes';
+COMMENT ON INDEX consent.purposes_key_key IS 'one purpose per key';
+
+-- A purpose's parent must exist, and a purpose with children cannot go.
+-- A deferred constraint trigger rather than a self-referencing foreign
+-- key: pg_dump restores this table's rows in heap order, where a child may
+-- come before its parent, and it warns about circular foreign keys on
+-- every dump of a config table that has one.
+CREATE FUNCTION consent.check_purpose_tree() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.parent_key IS NOT NULL THEN
+		-- KEY SHARE, as a foreign key would: the parent cannot be deleted
+		-- until we commit.
+		PERFORM 1 FROM consent.purposes p
+		  WHERE p.key OPERATOR(consent.=) NEW.parent_key FOR KEY SHARE;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'parent purpose "%" of "%" does not exist', NEW.parent_key, NEW.key
+				USING ERRCODE = 'foreign_key_violation';
+		END IF;
+	END IF;
+	IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND NEW.key OPERATOR(consent.<>) OLD.key) THEN
+		PERFORM 1 FROM consent.purposes p WHERE p.parent_key OPERATOR(consent.=) OLD.key;
+		IF FOUND THEN
+			RAISE EXCEPTION 'purpose "%" still has child purposes', OLD.key
+				USING ERRCODE = 'foreign_key_violation',
+					  HINT = 'Retire purposes instead of deleting them: consent.retire_purpose().';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION consent.check_purpose_tree() IS
+	'Internal constraint trigger: a parent purpose exists, and a purpose with children is kept';
+CREATE CONSTRAINT TRIGGER purpose_tree AFTER INSERT OR UPDATE OR DELETE ON consent.purposes
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION consent.check_purpose_tree();
+COMMENT ON TRIGGER purpose_tree ON consent.purposes IS
+	'checks the purpose hierarchy at commit (see consent.check_purpose_tree)';
 
 COMMENT ON TABLE consent.purposes IS
 	'Purposes of processing personal data, a hierarchy of dotted keys';
@@ -81,6 +122,8 @@ CREATE TABLE consent.notices (
 	UNIQUE (key, version, locale)
 );
 ALTER SEQUENCE consent.notices_id_seq OWNED BY consent.notices.id;
+COMMENT ON INDEX consent.notices_pkey IS 'primary key of consent.notices';
+COMMENT ON INDEX consent.notices_key_version_locale_key IS 'one text per notice key, version and locale';
 
 COMMENT ON TABLE consent.notices IS
 	'Versioned privacy notices; a material version supersedes grants given under older versions';
@@ -106,6 +149,7 @@ COMMENT ON TABLE consent.notice_heads IS
 	'Internal: latest published version of each notice key (serialises publishers)';
 COMMENT ON COLUMN consent.notice_heads.key IS 'notice key';
 COMMENT ON COLUMN consent.notice_heads.latest_version IS 'highest version published for the key';
+COMMENT ON INDEX consent.notice_heads_pkey IS 'primary key of consent.notice_heads';
 
 -- "Did you mean" text for hints: the existing keys closest to a wrong one.
 CREATE FUNCTION consent.closest_purposes(k text, active_only boolean DEFAULT false)
@@ -202,9 +246,14 @@ BEGIN
 		END IF;
 	END IF;
 
-	INSERT INTO consent.purposes (key, title, description, legal_basis, valid_for, requires_confirmation)
-	VALUES (key, title, description, legal_basis, valid_for, requires_confirmation)
-	RETURNING id INTO v_id;
+	BEGIN
+		INSERT INTO consent.purposes (key, title, description, legal_basis, valid_for, requires_confirmation)
+		VALUES (key, title, description, legal_basis, valid_for, requires_confirmation)
+		RETURNING id INTO v_id;
+	EXCEPTION WHEN unique_violation THEN
+		-- a concurrent define_purpose of the same key committed first
+		RAISE EXCEPTION 'purpose "%" already exists', key USING ERRCODE = 'duplicate_object';
+	END;
 	RETURN v_id;
 END
 $$;

@@ -28,6 +28,10 @@ CREATE TABLE consent.records (
 CREATE INDEX records_purpose_idx ON consent.records (purpose_id);
 CREATE INDEX records_expiry_idx ON consent.records (expires_at)
 	WHERE status = 'granted' AND expires_at IS NOT NULL;
+COMMENT ON INDEX consent.records_pkey IS
+	'one current record per (subject, purpose); the enforcement functions probe it';
+COMMENT ON INDEX consent.records_purpose_idx IS 'records of one purpose (foreign key checks, per-purpose scans)';
+COMMENT ON INDEX consent.records_expiry_idx IS 'grants by expiry, for sweeps and expiry warnings';
 
 COMMENT ON TABLE consent.records IS
 	'Current choice of each person (subject) for each purpose: one row per (subject, purpose)';

@@ -22,6 +22,7 @@ COMMENT ON COLUMN consent.protections.roles IS 'roles the policy applies to';
 COMMENT ON COLUMN consent.protections.command IS 'SELECT, UPDATE, DELETE or ALL';
 COMMENT ON COLUMN consent.protections.created_base_policy IS 'protect() added the permissive consent:base policy (no permissive policy existed)';
 COMMENT ON COLUMN consent.protections.protected_at IS 'when the policy was (re)created';
+COMMENT ON INDEX consent.protections_pkey IS 'one protection per (table, purpose)';
 
 -- Grants what a gated role needs to evaluate the policy: USAGE on the
 -- schema and EXECUTE on the has() overloads.  Internal; SECURITY DEFINER so

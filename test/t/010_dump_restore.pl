@@ -48,6 +48,8 @@ $node->safe_psql('src', q{
 								  '{marketing,analytics}');
 	SELECT consent.publish_notice('privacy', 1, 'Wir verarbeiten Ihre Daten für Marketing.',
 								  '{marketing,analytics}', 'de');
+	-- a grant under version 1, superseded by the material version 2 below
+	SELECT consent.grant('bob', 'marketing', notice => 'privacy@1');
 	SELECT consent.publish_notice('privacy', 2, 'We process your data for marketing and health.',
 								  '{marketing,analytics,health}', 'en', true);
 	SELECT consent.publish_notice('privacy', 2, 'Wir verarbeiten Ihre Daten für Marketing und Gesundheit.',
@@ -62,7 +64,6 @@ $node->safe_psql('src', q{
 	SELECT consent.grant('alice', 'marketing.email.weekly', source => 'newsletter-box');
 	SELECT consent.confirm('alice', 'marketing.email.weekly', evidence => '{"link": "c0ffee"}');
 	SELECT consent.deny('alice', 'marketing.sms', method => 'paper');
-	SELECT consent.grant('bob', 'marketing', notice => 'privacy@1');	-- superseded by material v2
 	SELECT consent.grant('bob', 'marketing.email.weekly');				-- stays pending
 	SELECT consent.deny('bob', 'analytics', evidence => '{"objection": "email of 2024-05-01"}');
 	SELECT consent.grant('carol', 'marketing');
