@@ -6,6 +6,7 @@
 #   isolation  pg_isolation_regress, test/isolation/
 #   pgtap      pg_prove, test/pgtap/ (on a scratch server)
 #   tap        prove, Perl TAP on real clusters, test/t/
+#   lint       versions agree; the C builds with -Wall -Wextra -Werror
 #
 # Ends with "N passed, N failed" (one unit: a test file or spec) and exits
 # non-zero on any failure or on a suite that ran nothing.  Run it as root
@@ -39,7 +40,7 @@ cd "$WORK/tree"
 TOTAL_PASS=0
 TOTAL_FAIL=0
 SUMMARY=()
-SUITES=${SUITES:-regress isolation pgtap tap}
+SUITES=${SUITES:-lint regress isolation pgtap tap}
 
 record() {	# suite passed failed
 	local suite=$1 p=$2 f=$3
@@ -125,6 +126,27 @@ run_tap() {
 		PGXS_DIR="$PGXS_PRIV" CONSENT_TREE="$WORK/tree" \
 		prove -I "$PGXS_PRIV/src/test/perl" -I test $files 2>&1 | tee "$WORK/tap.log"
 	record tap $(count_prove "$WORK/tap.log")
+}
+
+# Static checks: the version is the same everywhere, and the C sources
+# build without a single warning under -Wall -Wextra -Werror.
+run_lint() {
+	local p=0 f=0 v mv
+	echo "== lint"
+	v=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" consent.control)
+	mv=$(sed -n 's/^   "version": "\([^"]*\)",/\1/p' META.json | head -1)
+	if [ -n "$v" ] && [ "$v" = "$mv" ] && [ -f "$ROOT/consent--$v.sql" ]; then
+		echo "ok: version $v in consent.control, META.json and the install script"; p=$((p + 1))
+	else
+		echo "FAILED: consent.control says '$v', META.json says '$mv'"; f=$((f + 1))
+	fi
+	mkdir -p "$WORK/lint" && tar -C "$ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - src Makefile consent.control | tar -C "$WORK/lint" -xf -
+	if make -s -C "$WORK/lint" PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-Wall -Wextra -Werror" with_llvm=no >"$WORK/lint.log" 2>&1; then
+		echo "ok: C sources build with -Wall -Wextra -Werror"; p=$((p + 1))
+	else
+		cat "$WORK/lint.log"; echo "FAILED: compiler warnings"; f=$((f + 1))
+	fi
+	record lint "$p" "$f"
 }
 
 for s in $SUITES; do

@@ -105,20 +105,30 @@ typedef struct WriterRing
 } WriterRing;
 
 static WriterRing *ring = NULL;
+#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* top-level xid of this backend's transaction that wrote the tables */
 static TransactionId my_writer_xid = InvalidTransactionId;
 
 static void
+cache_shmem_request_space(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)));
+	RequestNamedLWLockTranche("consent_cache", 1);
+}
+
+#if PG_VERSION_NUM >= 150000
+static void
 cache_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)));
-	RequestNamedLWLockTranche("consent_cache", 1);
+	cache_shmem_request_space();
 }
+#endif
 
 static void
 cache_shmem_startup(void)
@@ -1064,8 +1074,13 @@ consent_cache_init(void)
 
 	if (process_shared_preload_libraries_in_progress)
 	{
+#if PG_VERSION_NUM >= 150000
 		prev_shmem_request_hook = shmem_request_hook;
 		shmem_request_hook = cache_shmem_request;
+#else
+		/* before PostgreSQL 15, requests are made from _PG_init itself */
+		cache_shmem_request_space();
+#endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = cache_shmem_startup;
 	}

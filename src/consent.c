@@ -44,5 +44,9 @@ _PG_init(void)
 
 	consent_cache_init();
 
+#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("consent");
+#else
+	EmitWarningsOnPlaceholders("consent");
+#endif
 }
