@@ -38,7 +38,11 @@
  *		no relcache invalidation hit the three tables (DROP, TRUNCATE,
  *		ALTER);
  *	 6. S is less than CACHE_MAX_XID_AGE transactions newer than the build,
- *		so that commit status lookups never reach truncated clog.
+ *		so that commit status lookups never reach truncated clog;
+ *	 7. no transaction older than the ring's horizon (the next xid when the
+ *		first scope was built after the server started) was in progress for
+ *		the build snapshot: a prepared transaction carried over a restart or
+ *		a promotion registered in a ring that no longer exists.
  *
  * Visible and invisible writers are compared, not counted, so that a
  * REPEATABLE READ snapshot keeps its answers while newer transactions see
@@ -101,6 +105,14 @@ typedef struct WriterRing
 	LWLock	   *lock;
 	uint64		next_seq;		/* sequence number of the next writer */
 	TransactionId max_evicted;	/* newest xid pushed out of the ring */
+
+	/*
+	 * First xid that may have registered since this server started, set by
+	 * the first scope built.  Transactions older than it (prepared ones
+	 * surviving a restart or a promotion) may have written without being
+	 * registered here.
+	 */
+	TransactionId horizon;
 	WriterSlot	slots[WRITER_RING_SIZE];
 } WriterRing;
 
@@ -145,6 +157,7 @@ cache_shmem_startup(void)
 		memset(ring, 0, sizeof(WriterRing));
 		ring->lock = &(GetNamedLWLockTranche("consent_cache"))->lock;
 		ring->max_evicted = InvalidTransactionId;
+		ring->horizon = InvalidTransactionId;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -407,6 +420,25 @@ scope_build(Snapshot snap, bool shared)
 		 */
 		WriterSlot *copy = palloc(sizeof(WriterSlot) * WRITER_RING_SIZE);
 		int			ncopy = 0;
+		TransactionId horizon;
+
+		LWLockAcquire(ring->lock, LW_EXCLUSIVE);
+		if (!TransactionIdIsValid(ring->horizon))
+			ring->horizon = ReadNextTransactionId();
+		horizon = ring->horizon;
+		LWLockRelease(ring->lock);
+
+		/*
+		 * A transaction in progress for the build snapshot that is older than
+		 * the horizon (a prepared transaction from before a restart) may have
+		 * written without registering: this scope is good for this snapshot
+		 * only.
+		 */
+		for (uint32 i = 0; i < snap->xcnt; i++)
+		{
+			if (TransactionIdPrecedes(snap->xip[i], horizon))
+				scope->stale = true;
+		}
 
 		LWLockAcquire(ring->lock, LW_SHARED);
 		scope->ring_seq = ring->next_seq;
