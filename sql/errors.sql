@@ -388,7 +388,11 @@ SELECT * FROM pg_temp.cases(
 	$$SELECT consent.withdraw_all(repeat('x', 257))$$,
 	-- unknown purposes in the check functions name the closest keys (42704)
 	$$SELECT consent.has('s4', 'newsleter')$$,
-	$$SELECT consent.has_all(4::bigint, '{profiling,profilin}')$$);
+	$$SELECT consent.has_all(4::bigint, '{profiling,profilin}')$$,
+	-- only consent expires: no validity for other bases, no expiring grant
+	-- for legitimate interests (22023)
+	$$SELECT consent.define_purpose('security', 'Security', 'legitimate_interests', valid_for => '1 year')$$,
+	$$SELECT consent.grant('s4', 'analytics', expires_at => now() + interval '1 day')$$);
 
 \c :origdb
 DROP DATABASE regress_consent_errors WITH (FORCE);

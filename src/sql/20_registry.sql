@@ -157,7 +157,8 @@ RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT CASE WHEN count(*) = 0 THEN 'No purposes are defined yet.'
+	SELECT CASE WHEN count(*) = 0 AND active_only THEN 'No active purposes exist.'
+				WHEN count(*) = 0 THEN 'No purposes are defined yet.'
 				ELSE 'Closest existing purposes: ' || string_agg(c.key, ', ' ORDER BY c.d, c.key) || '.'
 		   END
 	  FROM (SELECT p.key::text AS key, consent.edit_distance(p.key::text, k) AS d
@@ -203,6 +204,11 @@ BEGIN
 	IF valid_for IS NOT NULL AND valid_for <= interval '0' THEN
 		RAISE EXCEPTION 'validity of purpose "%" must be positive, not %', key, valid_for
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF valid_for IS NOT NULL AND legal_basis NOT IN ('consent', 'explicit_consent') THEN
+		RAISE EXCEPTION 'purpose "%" rests on %, so it cannot have a validity', key, legal_basis
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Only consent expires; a lapsed record would otherwise stop processing that does not need consent.';
 	END IF;
 	IF requires_confirmation AND legal_basis NOT IN ('consent', 'explicit_consent') THEN
 		RAISE EXCEPTION 'purpose "%" rests on %, so it cannot require confirmation', key, legal_basis

@@ -190,6 +190,11 @@ BEGIN
 	END IF;
 
 	IF p_action = 'grant' THEN
+		IF p_expires_at IS NOT NULL AND v_purpose.legal_basis NOT IN ('consent', 'explicit_consent') THEN
+			RAISE EXCEPTION 'a grant for purpose "%" cannot expire: it rests on %', p_purpose, v_purpose.legal_basis
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A grant here only lifts an objection; only consent expires.';
+		END IF;
 		IF p_expires_at IS NOT NULL AND p_expires_at <= now() THEN
 			RAISE EXCEPTION 'expiry % is not in the future', p_expires_at
 				USING ERRCODE = 'invalid_parameter_value';

@@ -24,33 +24,79 @@ COMMENT ON COLUMN consent.protections.created_base_policy IS 'protect() added th
 COMMENT ON COLUMN consent.protections.protected_at IS 'when the policy was (re)created';
 COMMENT ON INDEX consent.protections_pkey IS 'one protection per (table, purpose)';
 
--- Grants what a gated role needs to evaluate the policy: USAGE on the
--- schema and EXECUTE on the has() overloads.  Internal; SECURITY DEFINER so
--- that table owners holding consent_admin need no grant option.
-CREATE FUNCTION consent.grant_check_execute(roles name[])
+-- The privileged half of protect() and unprotect().  They run as the
+-- caller, so that PostgreSQL itself checks table ownership when they
+-- create or drop the policy; what needs more than that goes through these
+-- two SECURITY DEFINER helpers, which trust nothing but the catalog: only a
+-- table's owner can have created or dropped its consent:<purpose> policy.
+
+-- Record a protection whose policy exists, and let the roles the policy
+-- applies to evaluate it: USAGE on schema consent, EXECUTE on consent.has.
+CREATE FUNCTION consent.record_protection(
+	tbl regclass, purpose consent.purpose_key, subject_column name, command text,
+	created_base boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	r name;
+	v_roles oid[];
+	v_names name[];
+	r oid;
 	grantee text;
 BEGIN
-	FOREACH r IN ARRAY roles LOOP
-		IF lower(r) = 'public' THEN
-			grantee := 'PUBLIC';
-		ELSE
-			grantee := quote_ident(r);
-		END IF;
+	SELECT po.polroles INTO v_roles FROM pg_catalog.pg_policy po
+	 WHERE po.polrelid = tbl AND po.polname = 'consent:' || purpose::text
+	   AND NOT po.polpermissive;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % has no policy "consent:%"', tbl, purpose
+			USING ERRCODE = 'undefined_object', HINT = 'Use consent.protect().';
+	END IF;
+	v_names := ARRAY(SELECT CASE WHEN x = 0 THEN 'public'::name ELSE x::regrole::text::name END
+					   FROM unnest(v_roles) x);
+	FOREACH r IN ARRAY v_roles LOOP
+		grantee := CASE WHEN r = 0 THEN 'PUBLIC' ELSE r::regrole::text END;
 		EXECUTE format('GRANT USAGE ON SCHEMA consent TO %s', grantee);
 		EXECUTE format('GRANT EXECUTE ON FUNCTION consent.has(text, consent.purpose_key), '
 					   'consent.has(bigint, consent.purpose_key), consent.has(uuid, consent.purpose_key) TO %s',
 					   grantee);
 	END LOOP;
+
+	INSERT INTO consent.protections AS p (relation, purpose, subject_column, roles, command, created_base_policy)
+	VALUES (tbl, purpose, subject_column, v_names, command, created_base)
+	ON CONFLICT ON CONSTRAINT protections_pkey DO UPDATE
+	   SET subject_column = EXCLUDED.subject_column, roles = EXCLUDED.roles, command = EXCLUDED.command,
+		   created_base_policy = p.created_base_policy OR EXCLUDED.created_base_policy,
+		   protected_at = pg_catalog.now();
 END
 $$;
-COMMENT ON FUNCTION consent.grant_check_execute(name[]) IS
-	'Internal: let roles evaluate consent policies (USAGE on schema consent, EXECUTE on consent.has)';
+COMMENT ON FUNCTION consent.record_protection(regclass, consent.purpose_key, name, text, boolean) IS
+	'Internal: record a protection whose consent policy exists, and grant its roles what the policy needs';
+
+-- Forget a protection whose policy is gone; returns whether consent:base
+-- was added by protect() and no protection of the table remains.
+CREATE FUNCTION consent.forget_protection(tbl regclass, purpose consent.purpose_key)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_base boolean;
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy po
+				WHERE po.polrelid = tbl AND po.polname = 'consent:' || purpose::text) THEN
+		RAISE EXCEPTION 'the policy "consent:%" on % still exists', purpose, tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Use consent.unprotect().';
+	END IF;
+	DELETE FROM consent.protections p
+	 WHERE p.relation = tbl AND p.purpose OPERATOR(consent.=) forget_protection.purpose
+	RETURNING p.created_base_policy INTO v_base;
+	RETURN coalesce(v_base, false)
+		   AND NOT EXISTS (SELECT 1 FROM consent.protections p WHERE p.relation = tbl);
+END
+$$;
+COMMENT ON FUNCTION consent.forget_protection(regclass, consent.purpose_key) IS
+	'Internal: forget a protection whose consent policy has been dropped';
 
 CREATE FUNCTION consent.protect(
 	tbl regclass,
@@ -170,14 +216,7 @@ BEGIN
 				   'consent: rows need current consent to ' || purpose::text || ' (consent.protect)');
 	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 
-	PERFORM consent.grant_check_execute(roles);
-
-	INSERT INTO consent.protections AS p (relation, purpose, subject_column, roles, command, created_base_policy)
-	VALUES (tbl, purpose, subject_column, roles, v_cmd, v_base)
-	ON CONFLICT ON CONSTRAINT protections_pkey DO UPDATE
-	   SET subject_column = EXCLUDED.subject_column, roles = EXCLUDED.roles, command = EXCLUDED.command,
-		   created_base_policy = p.created_base_policy OR EXCLUDED.created_base_policy,
-		   protected_at = pg_catalog.now();
+	PERFORM consent.record_protection(tbl, purpose, subject_column, v_cmd, v_base);
 END
 $$;
 COMMENT ON FUNCTION consent.protect(regclass, name, consent.purpose_key, name[], text) IS
@@ -199,17 +238,17 @@ BEGIN
 	IF NOT pg_catalog.pg_has_role(current_user, v_owner, 'USAGE') THEN
 		RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
 	END IF;
-	DELETE FROM consent.protections p
-	 WHERE p.relation = tbl AND p.purpose OPERATOR(consent.=) unprotect.purpose
-	RETURNING p.created_base_policy INTO v_base;
-	IF NOT FOUND THEN
+	IF NOT EXISTS (SELECT 1 FROM consent.protections p
+					WHERE p.relation = tbl AND p.purpose OPERATOR(consent.=) unprotect.purpose) THEN
 		RAISE EXCEPTION 'table % is not protected for purpose "%"', tbl, purpose
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'consent:' || purpose::text, tbl);
+	v_base := consent.forget_protection(tbl, purpose);
 	-- The last consent policy takes consent:base with it; row-level security
-	-- stays enabled (the owner decides about that).
-	IF NOT EXISTS (SELECT 1 FROM consent.protections p WHERE p.relation = tbl) THEN
+	-- stays enabled (the owner decides about that).  EXECUTE on consent.has
+	-- stays granted: hand-written policies may rely on it.
+	IF v_base THEN
 		EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'consent:base', tbl);
 	END IF;
 END
@@ -252,8 +291,10 @@ GRANT SELECT ON consent.protected_tables TO consent_admin, consent_reader;
 SELECT pg_catalog.pg_extension_config_dump('consent.protections', '');
 -- protect() runs as its caller (only a table's owner may change its
 -- policies); what it needs of the extension is granted to consent_admin.
-GRANT SELECT, INSERT, UPDATE, DELETE ON consent.protections TO consent_admin;
+GRANT SELECT ON consent.protections TO consent_admin;
 GRANT EXECUTE ON FUNCTION
-	consent.grant_check_execute(name[]),
-	consent.closest_purposes(text, boolean)
+	consent.record_protection(regclass, consent.purpose_key, name, text, boolean),
+	consent.forget_protection(regclass, consent.purpose_key),
+	consent.closest_purposes(text, boolean),
+	consent.edit_distance(text, text)
 	TO consent_admin;

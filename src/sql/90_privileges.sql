@@ -106,6 +106,7 @@ BEGIN
 				WHEN 'u' THEN 'unique: '
 				WHEN 'f' THEN 'foreign key: '
 				WHEN 'c' THEN 'rule: '
+				WHEN 't' THEN 'constraint trigger, see the trigger''s comment: '
 				ELSE '' END || c.def);
 	END LOOP;
 END

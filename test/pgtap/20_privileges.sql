@@ -66,7 +66,7 @@ INSERT INTO actions (what, allowed, sql) VALUES
 	('call consent.decisions', '{read}', $$SELECT * FROM consent.decisions('alice'::text)$$),
 	('call consent.explain', '{read}', $$SELECT * FROM consent.explain('alice', 'pt_news')$$),
 	('call consent.cache_info', '{read}', $$SELECT consent.cache_info()$$),
-	('call consent.closest_purposes (internal)', '{}', $$SELECT consent.closest_purposes('pt_new')$$),
+	('call consent.closest_purposes (protect''s hints)', '{admin}', $$SELECT consent.closest_purposes('pt_new')$$),
 	-- recording
 	('call consent.grant(text)', '{record}', $$SELECT consent.grant('mallory'::text, 'pt_news')$$),
 	('call consent.grant(bigint)', '{record}', $$SELECT consent.grant(42::bigint, 'pt_news')$$),
