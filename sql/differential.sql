@@ -85,11 +85,20 @@ BEGIN
 				act := 'grant';
 			END IF;
 		END IF;
-		-- choices the API refuses are turned into ones it accepts
-		IF act IN ('grant', 'grant_expiring', 'confirm') AND retired THEN
-			act := CASE WHEN refusable THEN 'withdraw' ELSE 'none' END;
-		ELSIF act IN ('deny', 'withdraw') AND NOT refusable THEN
+		-- a pending grant whose notice a material version superseded cannot
+		-- be confirmed: ask again instead
+		IF act = 'confirm' AND EXISTS (
+				SELECT 1 FROM consent.records r JOIN consent.purposes p ON p.id = r.purpose_id
+				  JOIN consent.notices n ON n.key = r.notice_key
+				 WHERE r.subject = s AND p.key::text = k AND n.material AND n.version > r.notice_version) THEN
 			act := 'grant';
+		END IF;
+		-- choices the API refuses are turned into ones it accepts: nothing
+		-- is recorded for purposes that do not rest on consent
+		IF NOT refusable THEN
+			act := CASE WHEN act = 'withdraw_all' THEN act ELSE 'none' END;
+		ELSIF act IN ('grant', 'grant_expiring', 'confirm') AND retired THEN
+			act := 'withdraw';
 		END IF;
 
 		v_notice := NULL;
@@ -98,7 +107,15 @@ BEGIN
 		ELSIF k LIKE 'b%' THEN
 			v_notice := CASE WHEN r2 < 0.40 THEN 'tos' WHEN r2 < 0.45 THEN 'tos@1' END;
 		END IF;
-		v_expires := CASE WHEN act = 'grant_expiring' OR r3 < 0.15
+		-- a notice version a material one superseded cannot be granted under
+		IF v_notice LIKE '%@1' AND EXISTS (
+				SELECT 1 FROM consent.notices n
+				 WHERE n.key = split_part(v_notice, '@', 1) AND n.material AND n.version > 1) THEN
+			v_notice := split_part(v_notice, '@', 1);
+		END IF;
+		-- only consent expires
+		v_expires := CASE WHEN (act = 'grant_expiring' OR r3 < 0.15)
+							   AND basis IN ('consent', 'explicit_consent')
 						  THEN now() + (1 + floor(r4 * 365)) * interval '1 day' END;
 
 		CASE act

@@ -42,7 +42,15 @@
  *	 7. no transaction older than the ring's horizon (the next xid when the
  *		first scope was built after the server started) was in progress for
  *		the build snapshot: a prepared transaction carried over a restart or
- *		a promotion registered in a ring that no longer exists.
+ *		a promotion registered in a ring that no longer exists;
+ *	 8. S sees everything the build snapshot saw: S is not older (a cursor
+ *		keeps an older snapshot than later statements), checked as S.xmax
+ *		not before the build's xmax and no xid running for S that had
+ *		finished for the build.
+ *
+ * Under SERIALIZABLE, answers from a scope built in an earlier transaction
+ * took no predicate locks in this one: attaching to it takes relation
+ * predicate locks on the three tables, once per transaction.
  *
  * Visible and invisible writers are compared, not counted, so that a
  * REPEATABLE READ snapshot keeps its answers while newer transactions see
@@ -66,6 +74,8 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/predicate.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -213,6 +223,15 @@ consent_note_write(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+static int
+xid_cmp(const void *a, const void *b)
+{
+	TransactionId x = *(const TransactionId *) a;
+	TransactionId y = *(const TransactionId *) b;
+
+	return (x > y) - (x < y);
+}
+
 /* Is a (top-level) transaction's work visible in this MVCC snapshot? */
 static inline bool
 xid_visible(TransactionId xid, Snapshot snap)
@@ -327,6 +346,8 @@ struct CacheScope
 	int			ninvisible;
 	TransactionId invisible[MAX_INVISIBLE];
 	TransactionId build_xmax;
+	uint32		build_xcnt;		/* the build snapshot's running xids, sorted */
+	TransactionId *build_xip;
 	bool		stale;			/* relcache invalidation seen */
 	bool		owned_by_callsite;	/* private: freed by its call site */
 
@@ -470,6 +491,10 @@ scope_build(Snapshot snap, bool shared)
 		}
 		pfree(copy);
 		scope->build_xmax = snap->xmax;
+		scope->build_xcnt = snap->xcnt;
+		scope->build_xip = MemoryContextAlloc(cxt, sizeof(TransactionId) * Max(snap->xcnt, 1));
+		memcpy(scope->build_xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
+		qsort(scope->build_xip, snap->xcnt, sizeof(TransactionId), xid_cmp);
 	}
 
 	consent_meta_load(&scope->meta);
@@ -488,7 +513,7 @@ scope_build(Snapshot snap, bool shared)
 	return scope;
 }
 
-/* Rules 1-6 of the file header. */
+/* Rules 1-8 of the file header. */
 static bool
 scope_valid_for(CacheScope *scope, Snapshot snap)
 {
@@ -496,6 +521,23 @@ scope_valid_for(CacheScope *scope, Snapshot snap)
 		return false;
 	if (RecoveryInProgress() || current_xact_wrote())
 		return false;
+
+	/*
+	 * Rule 8: snap must see everything the build snapshot saw.  An older
+	 * snapshot (a cursor's) may not: anything running for snap that had
+	 * already finished for the build snapshot tells.
+	 */
+	if (TransactionIdPrecedes(snap->xmax, scope->build_xmax))
+		return false;
+	for (uint32 i = 0; i < snap->xcnt; i++)
+	{
+		TransactionId x = snap->xip[i];
+
+		if (TransactionIdPrecedes(x, scope->build_xmax) &&
+			bsearch(&x, scope->build_xip, scope->build_xcnt,
+					sizeof(TransactionId), xid_cmp) == NULL)
+			return false;
+	}
 	if ((int32) (snap->xmax - scope->build_xmax) > CACHE_MAX_XID_AGE ||
 		(int32) (snap->xmax - scope->build_xmax) < 0)
 		return false;
@@ -542,6 +584,63 @@ shared_scope_allowed(void)
 		!RecoveryInProgress() && !current_xact_wrote();
 }
 
+bool
+consent_same_snapshot_slow(const CallSite *cs, Snapshot snap)
+{
+	return snap->xcnt == cs->snap_xcnt && snap->subxcnt == cs->snap_subxcnt &&
+		memcmp(snap->xip, cs->snap_xip, sizeof(TransactionId) * snap->xcnt) == 0 &&
+		memcmp(snap->subxip, cs->snap_subxip,
+			   sizeof(TransactionId) * Max(snap->subxcnt, 0)) == 0;
+}
+
+static void
+callsite_remember_snapshot(CallSite *cs, Snapshot snap)
+{
+	cs->snap = snap;
+	cs->snap_xmin = snap->xmin;
+	cs->snap_xmax = snap->xmax;
+	cs->snap_cid = snap->curcid;
+	cs->snap_count = snap->snapXactCompletionCount;
+	if (cs->snap_xip)
+		pfree(cs->snap_xip);
+	if (cs->snap_subxip)
+		pfree(cs->snap_subxip);
+	cs->snap_xip = NULL;
+	cs->snap_subxip = NULL;
+	cs->snap_xcnt = 0;
+	cs->snap_subxcnt = 0;
+	if (cs->snap_count == 0)
+	{
+		cs->snap_xcnt = snap->xcnt;
+		cs->snap_subxcnt = Max(snap->subxcnt, 0);
+		cs->snap_xip = MemoryContextAlloc(cs->mcxt, sizeof(TransactionId) * Max(snap->xcnt, 1));
+		memcpy(cs->snap_xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
+		cs->snap_subxip = MemoryContextAlloc(cs->mcxt,
+											 sizeof(TransactionId) * Max(cs->snap_subxcnt, 1));
+		memcpy(cs->snap_subxip, snap->subxip, sizeof(TransactionId) * cs->snap_subxcnt);
+	}
+}
+
+/* SERIALIZABLE: answers from a shared scope must leave predicate locks. */
+static LocalTransactionId serializable_locked_lxid = InvalidLocalTransactionId;
+
+static void
+serializable_lock_tables(const CacheScope *scope, Snapshot snap)
+{
+	Oid			rels[3] = {scope->meta.records, scope->meta.purposes, scope->meta.notices};
+
+	if (!IsolationIsSerializable() || serializable_locked_lxid == MyProc->lxid)
+		return;
+	for (int i = 0; i < 3; i++)
+	{
+		Relation	rel = table_open(rels[i], AccessShareLock);
+
+		PredicateLockRelation(rel, snap);
+		table_close(rel, NoLock);
+	}
+	serializable_locked_lxid = MyProc->lxid;
+}
+
 /*
  * Make cs->scope valid for the active snapshot.  Cheap when nothing
  * changed: a few comparisons.
@@ -551,10 +650,11 @@ callsite_attach(CallSite *cs)
 {
 	Snapshot	snap = GetActiveSnapshot();
 
-	if (cs->scope != NULL && cs->snap == snap &&
-		cs->snap_xmin == snap->xmin && cs->snap_xmax == snap->xmax &&
-		cs->snap_cid == snap->curcid)
+	if (cs->scope != NULL && consent_same_snapshot(cs, snap))
+	{
+		cs->snap = snap;		/* an equal snapshot may have moved */
 		return;
+	}
 
 	/* another snapshot: find or build a scope for it */
 	if (cs->scope != NULL && cs->scope->owned_by_callsite)
@@ -590,10 +690,9 @@ callsite_attach(CallSite *cs)
 		MemoryContextSwitchTo(old);
 	}
 
-	cs->snap = snap;
-	cs->snap_xmin = snap->xmin;
-	cs->snap_xmax = snap->xmax;
-	cs->snap_cid = snap->curcid;
+	callsite_remember_snapshot(cs, snap);
+	if (cs->scope->shared)
+		serializable_lock_tables(cs->scope, snap);
 	cs->meta = &cs->scope->meta;
 	cs->cat = &cs->scope->cat;
 	cs->fast_ok = false;
@@ -1021,7 +1120,7 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 	 * much as reading eight.  Like renting skis until their price is paid,
 	 * this is never much worse than the better of the two.
 	 */
-	bm = bulk_find(cs->scope, rp->self->id);
+	bm = consent_bulk_threshold >= 0 ? bulk_find(cs->scope, rp->self->id) : NULL;
 	if (bm == NULL && consent_bulk_threshold >= 0 && consent_cache_memory_kb > 0 &&
 		(cs->nprobes >= (uint64) consent_bulk_threshold ||
 		 (!cs->scope->owned_by_callsite &&

@@ -93,11 +93,21 @@ typedef struct CallSite
 {
 	MemoryContext mcxt;			/* fn_mcxt: lives as long as the call site */
 
-	/* the snapshot the scope below was checked against */
+	/*
+	 * The snapshot the scope below was checked against, and what identifies
+	 * its contents (see consent_same_snapshot).  "snap" is the active
+	 * snapshot of the latest call: an equal snapshot may live at another
+	 * address.
+	 */
 	Snapshot	snap;
 	TransactionId snap_xmin;
 	TransactionId snap_xmax;
 	CommandId	snap_cid;
+	uint64		snap_count;		/* snapXactCompletionCount */
+	uint32		snap_xcnt;		/* arrays kept only when snap_count is 0 */
+	int32		snap_subxcnt;
+	TransactionId *snap_xip;
+	TransactionId *snap_subxip;
 
 	CacheScope *scope;			/* catalog and bulk maps valid for snap */
 	const ConsentMeta *meta;	/* == &scope->meta */
@@ -132,6 +142,26 @@ typedef struct CallSite
 
 extern uint64 consent_fast_hits;
 
+extern bool consent_same_snapshot_slow(const CallSite *cs, Snapshot snap);
+
+/*
+ * Does "snap" see exactly what the call site's snapshot saw?  Two MVCC
+ * snapshots with the same xmin, xmax and command id, taken with no
+ * transaction completing in between (same snapXactCompletionCount), see
+ * the same; without a completion count, compare the running transactions.
+ */
+static inline bool
+consent_same_snapshot(const CallSite *cs, Snapshot snap)
+{
+	if (snap->xmin != cs->snap_xmin || snap->xmax != cs->snap_xmax ||
+		snap->curcid != cs->snap_cid ||
+		snap->snapXactCompletionCount != cs->snap_count)
+		return false;
+	if (cs->snap_count != 0)
+		return true;
+	return consent_same_snapshot_slow(cs, snap);
+}
+
 /*
  * Answer has(bigint, purpose) without leaving the caller, when the call
  * site's fast path applies.  Returns false when it does not (then take the
@@ -147,8 +177,7 @@ consent_fast_int8(FunctionCallInfo fcinfo, Datum key, int64 v, bool *allowed)
 	if (cs == NULL || !cs->fast_ok || cs->fast_key != key)
 		return false;
 	snap = GetActiveSnapshot();
-	if (snap != cs->snap || snap->xmin != cs->snap_xmin ||
-		snap->xmax != cs->snap_xmax || snap->curcid != cs->snap_cid)
+	if (snap != cs->snap || !consent_same_snapshot(cs, snap))
 		return false;
 	idx = (uint64) v - (uint64) cs->fast_base;
 	if (idx >= cs->fast_n)

@@ -10,6 +10,7 @@ CREATE TABLE consent.protections (
 	roles		name[] NOT NULL,
 	command		text NOT NULL CHECK (command IN ('SELECT', 'UPDATE', 'DELETE', 'ALL')),
 	created_base_policy boolean NOT NULL DEFAULT false,
+	enabled_rls boolean NOT NULL DEFAULT false,
 	protected_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (relation, purpose)
 );
@@ -20,7 +21,8 @@ COMMENT ON COLUMN consent.protections.purpose IS 'the purpose its rows need';
 COMMENT ON COLUMN consent.protections.subject_column IS 'column holding the subject (text, varchar, bigint, integer, smallint or uuid)';
 COMMENT ON COLUMN consent.protections.roles IS 'roles the policy applies to';
 COMMENT ON COLUMN consent.protections.command IS 'SELECT, UPDATE, DELETE or ALL';
-COMMENT ON COLUMN consent.protections.created_base_policy IS 'protect() added the permissive consent:base policy (no permissive policy existed)';
+COMMENT ON COLUMN consent.protections.created_base_policy IS 'protect() added the permissive consent:base policy (no permissive policy existed); kept on every row of the table';
+COMMENT ON COLUMN consent.protections.enabled_rls IS 'protect() enabled row level security on the table (it was off); kept on every row of the table';
 COMMENT ON COLUMN consent.protections.protected_at IS 'when the policy was (re)created';
 COMMENT ON INDEX consent.protections_pkey IS 'one protection per (table, purpose)';
 
@@ -34,7 +36,7 @@ COMMENT ON INDEX consent.protections_pkey IS 'one protection per (table, purpose
 -- applies to evaluate it: USAGE on schema consent, EXECUTE on consent.has.
 CREATE FUNCTION consent.record_protection(
 	tbl regclass, purpose consent.purpose_key, subject_column name, command text,
-	created_base boolean)
+	created_base boolean, enabled_rls boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -62,26 +64,39 @@ BEGIN
 					   grantee);
 	END LOOP;
 
-	INSERT INTO consent.protections AS p (relation, purpose, subject_column, roles, command, created_base_policy)
-	VALUES (tbl, purpose, subject_column, v_names, command, created_base)
+	-- What protect() changed on the table is undone with its last
+	-- protection, whichever that is: every row of the table carries it.
+	SELECT created_base OR coalesce(bool_or(p.created_base_policy), false),
+		   record_protection.enabled_rls OR coalesce(bool_or(p.enabled_rls), false)
+	  INTO created_base, record_protection.enabled_rls
+	  FROM consent.protections p WHERE p.relation = tbl;
+	UPDATE consent.protections p
+	   SET created_base_policy = created_base, enabled_rls = record_protection.enabled_rls
+	 WHERE p.relation = tbl;
+
+	INSERT INTO consent.protections AS p
+		(relation, purpose, subject_column, roles, command, created_base_policy, enabled_rls)
+	VALUES (tbl, purpose, subject_column, v_names, command, created_base, record_protection.enabled_rls)
 	ON CONFLICT ON CONSTRAINT protections_pkey DO UPDATE
 	   SET subject_column = EXCLUDED.subject_column, roles = EXCLUDED.roles, command = EXCLUDED.command,
-		   created_base_policy = p.created_base_policy OR EXCLUDED.created_base_policy,
+		   created_base_policy = EXCLUDED.created_base_policy, enabled_rls = EXCLUDED.enabled_rls,
 		   protected_at = pg_catalog.now();
 END
 $$;
-COMMENT ON FUNCTION consent.record_protection(regclass, consent.purpose_key, name, text, boolean) IS
+COMMENT ON FUNCTION consent.record_protection(regclass, consent.purpose_key, name, text, boolean, boolean) IS
 	'Internal: record a protection whose consent policy exists, and grant its roles what the policy needs';
 
--- Forget a protection whose policy is gone; returns whether consent:base
--- was added by protect() and no protection of the table remains.
-CREATE FUNCTION consent.forget_protection(tbl regclass, purpose consent.purpose_key)
-RETURNS boolean
+-- Forget a protection whose policy is gone.  When it was the table's last,
+-- says whether protect() added consent:base and enabled row level security,
+-- so that unprotect() can undo them.
+CREATE FUNCTION consent.forget_protection(tbl regclass, purpose consent.purpose_key,
+										  OUT drop_base boolean, OUT disable_rls boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	v_base boolean;
+	v_rls boolean;
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy po
 				WHERE po.polrelid = tbl AND po.polname = 'consent:' || purpose::text) THEN
@@ -90,9 +105,14 @@ BEGIN
 	END IF;
 	DELETE FROM consent.protections p
 	 WHERE p.relation = tbl AND p.purpose OPERATOR(consent.=) forget_protection.purpose
-	RETURNING p.created_base_policy INTO v_base;
-	RETURN coalesce(v_base, false)
-		   AND NOT EXISTS (SELECT 1 FROM consent.protections p WHERE p.relation = tbl);
+	RETURNING p.created_base_policy, p.enabled_rls INTO v_base, v_rls;
+	IF EXISTS (SELECT 1 FROM consent.protections p WHERE p.relation = tbl) THEN
+		drop_base := false;
+		disable_rls := false;
+	ELSE
+		drop_base := coalesce(v_base, false);
+		disable_rls := coalesce(v_rls, false);
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION consent.forget_protection(regclass, consent.purpose_key) IS
@@ -119,6 +139,7 @@ DECLARE
 	v_retired timestamptz;
 	v_has_permissive boolean;
 	v_base boolean := false;
+	v_rls_was_on boolean;
 	r name;
 BEGIN
 	IF tbl IS NULL OR subject_column IS NULL OR purpose IS NULL OR roles IS NULL OR command IS NULL THEN
@@ -128,13 +149,14 @@ BEGIN
 	IF v_cmd NOT IN ('SELECT', 'UPDATE', 'DELETE', 'ALL') THEN
 		RAISE EXCEPTION 'command must be SELECT, UPDATE, DELETE or ALL, not "%"', command
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'INSERT is not gated: a new row carries no consent to check yet.';
+				  HINT = 'INSERT alone is not gated; with ALL (or UPDATE), new rows must pass the check too.';
 	END IF;
 	IF cardinality(roles) IS NULL OR cardinality(roles) = 0 OR array_position(roles, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'roles must be a non-empty array without NULL' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	SELECT c.relowner, c.relkind INTO v_owner, v_kind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+	SELECT c.relowner, c.relkind, c.relrowsecurity INTO v_owner, v_kind, v_rls_was_on
+	  FROM pg_catalog.pg_class c WHERE c.oid = tbl;
 	IF v_kind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '"%" is not a table', tbl
 			USING ERRCODE = 'wrong_object_type', HINT = 'Row-level security applies to tables and partitioned tables.';
@@ -210,13 +232,16 @@ BEGIN
 				WHERE p.polrelid = tbl AND p.polname = 'consent:' || purpose::text) THEN
 		EXECUTE format('DROP POLICY %I ON %s', 'consent:' || purpose::text, tbl);
 	END IF;
+	-- For UPDATE and ALL the check applies to new rows too (PostgreSQL uses
+	-- USING as WITH CHECK): a gated role cannot write a row it could not
+	-- read, and a unique key cannot be probed through INSERT.
 	EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR %s TO %s USING (consent.has(%s, %L::consent.purpose_key))',
 				   'consent:' || purpose::text, tbl, v_cmd, v_roles, v_expr, purpose::text);
 	EXECUTE format('COMMENT ON POLICY %I ON %s IS %L', 'consent:' || purpose::text, tbl,
 				   'consent: rows need current consent to ' || purpose::text || ' (consent.protect)');
 	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 
-	PERFORM consent.record_protection(tbl, purpose, subject_column, v_cmd, v_base);
+	PERFORM consent.record_protection(tbl, purpose, subject_column, v_cmd, v_base, NOT v_rls_was_on);
 END
 $$;
 COMMENT ON FUNCTION consent.protect(regclass, name, consent.purpose_key, name[], text) IS
@@ -230,6 +255,7 @@ AS $$
 DECLARE
 	v_owner oid;
 	v_base boolean;
+	v_rls boolean;
 BEGIN
 	IF tbl IS NULL OR purpose IS NULL THEN
 		RAISE EXCEPTION 'consent.unprotect() arguments must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -244,12 +270,17 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'consent:' || purpose::text, tbl);
-	v_base := consent.forget_protection(tbl, purpose);
-	-- The last consent policy takes consent:base with it; row-level security
-	-- stays enabled (the owner decides about that).  EXECUTE on consent.has
-	-- stays granted: hand-written policies may rely on it.
+	SELECT f.drop_base, f.disable_rls INTO v_base, v_rls
+	  FROM consent.forget_protection(tbl, purpose) f;
+	-- The last consent policy undoes what protect() did: consent:base goes,
+	-- and row level security is disabled again if protect() enabled it and
+	-- no other policy is left.  EXECUTE on consent.has stays granted:
+	-- hand-written policies may rely on it.
 	IF v_base THEN
 		EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'consent:base', tbl);
+	END IF;
+	IF v_rls AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
 	END IF;
 END
 $$;
@@ -293,7 +324,7 @@ SELECT pg_catalog.pg_extension_config_dump('consent.protections', '');
 -- policies); what it needs of the extension is granted to consent_admin.
 GRANT SELECT ON consent.protections TO consent_admin;
 GRANT EXECUTE ON FUNCTION
-	consent.record_protection(regclass, consent.purpose_key, name, text, boolean),
+	consent.record_protection(regclass, consent.purpose_key, name, text, boolean, boolean),
 	consent.forget_protection(regclass, consent.purpose_key),
 	consent.closest_purposes(text, boolean),
 	consent.edit_distance(text, text)
