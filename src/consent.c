@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "consent.h"
+#include "audit.h"
 #include "cache.h"
 
 PG_MODULE_MAGIC;
@@ -43,6 +44,7 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	consent_cache_init();
+	consent_audit_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("consent");
