@@ -85,7 +85,7 @@ PG_FUNCTION_INFO_V1(consent_audit_redact_jsonb);
 PG_FUNCTION_INFO_V1(consent_audit_redactions);
 PG_FUNCTION_INFO_V1(consent_pseudonym);
 PG_FUNCTION_INFO_V1(consent_seal);
-PG_FUNCTION_INFO_V1(consent_erase_subject);
+PG_FUNCTION_INFO_V1(consent_audit_erase);
 
 #define HASH_LEN		PG_SHA256_DIGEST_LENGTH
 #define EVENT_DOMAIN	"consent.audit.v1"	/* followed by one NUL byte */
@@ -637,7 +637,8 @@ bytea_of(const uint8 *b, int n)
 	bytea	   *r = palloc(VARHDRSZ + n);
 
 	SET_VARSIZE(r, VARHDRSZ + n);
-	memcpy(VARDATA(r), b, n);
+	if (n > 0)
+		memcpy(VARDATA(r), b, n);
 	return r;
 }
 
@@ -1654,18 +1655,16 @@ consent_audit_event_hash(PG_FUNCTION_ARGS)
 	uint8		hash[HASH_LEN];
 	const uint8 *secret = NULL;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	if (!PG_ARGISNULL(1))
 	{
 		bytea	   *s = PG_GETARG_BYTEA_PP(1);
 
-		if (VARSIZE_ANY_EXHDR(s) != HASH_LEN)
+		if (VARSIZE_ANY_EXHDR(s) != HASH_LEN && VARSIZE_ANY_EXHDR(s) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a chain secret is %d bytes, not %d", HASH_LEN,
+					 errmsg("a chain secret is %d bytes (or empty for none), not %d", HASH_LEN,
 							(int) VARSIZE_ANY_EXHDR(s))));
-		secret = (const uint8 *) VARDATA_ANY(s);
+		if (VARSIZE_ANY_EXHDR(s) == HASH_LEN)
+			secret = (const uint8 *) VARDATA_ANY(s);
 	}
 	event_from_row(PG_GETARG_HEAPTUPLEHEADER(0), (RowMap **) &fcinfo->flinfo->fn_extra,
 				   fcinfo->flinfo->fn_mcxt, &ev);
@@ -1900,10 +1899,37 @@ is_word_byte(unsigned char c)
 		(c >= '0' && c <= '9') || c == '_' || c >= 0x80;
 }
 
+/* bytes that join two word bytes into one token: "a.b", "a-b", "a@b", "a+b" */
+static inline bool
+is_joiner_byte(unsigned char c)
+{
+	return c == '.' || c == '-' || c == '@' || c == '+';
+}
+
+/* Is the occurrence of ident at s[i..j) glued to a longer token? */
+static inline bool
+glued(const char *s, int slen, int i, int j, const char *ident, int ilen)
+{
+	const unsigned char *u = (const unsigned char *) s;
+
+	if (i > 0 && is_word_byte((unsigned char) ident[0]) &&
+		(is_word_byte(u[i - 1]) ||
+		 (is_joiner_byte(u[i - 1]) && i >= 2 && is_word_byte(u[i - 2]))))
+		return true;
+	if (j < slen && is_word_byte((unsigned char) ident[ilen - 1]) &&
+		(is_word_byte(u[j]) ||
+		 (is_joiner_byte(u[j]) && j + 1 < slen && is_word_byte(u[j + 1]))))
+		return true;
+	return false;
+}
+
 /*
- * Replace every whole-token occurrence of ident in s (a token edge is a
- * change between word bytes, [A-Za-z0-9_] and non-ASCII, and other bytes).
- * Returns NULL when nothing changed.
+ * Replace every whole-token occurrence of ident in s.  Word bytes are
+ * [A-Za-z0-9_] and non-ASCII; a word byte next to the occurrence, or one
+ * of . - @ + followed by a word byte, makes it part of a longer token
+ * (so "42" in "4242" or "a@b.org" in "a@b.org.uk" stay, while "a@b.org."
+ * at the end of a sentence is replaced).  Returns NULL when nothing
+ * changed.
  */
 static char *
 redact_str(const char *s, int slen, const char *ident, int ilen, const char *pseudo)
@@ -1918,11 +1944,7 @@ redact_str(const char *s, int slen, const char *ident, int ilen, const char *pse
 	initStringInfo(&out);
 	while (i + ilen <= slen)
 	{
-		if (memcmp(s + i, ident, ilen) == 0 &&
-			(i == 0 || !is_word_byte((unsigned char) s[i - 1]) ||
-			 !is_word_byte((unsigned char) ident[0])) &&
-			(i + ilen == slen || !is_word_byte((unsigned char) s[i + ilen]) ||
-			 !is_word_byte((unsigned char) ident[ilen - 1])))
+		if (memcmp(s + i, ident, ilen) == 0 && !glued(s, slen, i, i + ilen, ident, ilen))
 		{
 			appendBinaryStringInfo(&out, s + last, i - last);
 			appendStringInfoString(&out, pseudo);
@@ -1999,10 +2021,6 @@ consent_audit_redact_text(PG_FUNCTION_ARGS)
 {
 	text	   *r;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	r = redact_text(PG_GETARG_TEXT_PP(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
 					text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	if (r == NULL)
@@ -2016,10 +2034,6 @@ consent_audit_redact_jsonb(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *r;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	r = redact_jsonb(PG_GETARG_JSONB_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
 					 text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	if (r == NULL)
@@ -2028,10 +2042,13 @@ consent_audit_redact_jsonb(PG_FUNCTION_ARGS)
 }
 
 /*
- * consent.audit_redactions(e, secret, identifier, pseudonym): for each
- * personal field, keep what an earlier erasure stored; else store the
- * commitment when erasing changes the value (the subject always changes),
- * or the field key when it keeps it.
+ * consent.audit_redactions(e, secret, identifier, pseudonym, whole): for
+ * each personal field, keep what an earlier erasure stored; else store the
+ * commitment when erasing changes the value.  "whole" is for the erased
+ * person's own events, whose chain secret is about to be replaced: there
+ * the subject always changes, and every kept field gets its field key.
+ * Otherwise (another person's event that mentions the identifier) kept
+ * fields stay as they are, verified with their chain's secret.
  */
 Datum
 consent_audit_redactions(PG_FUNCTION_ARGS)
@@ -2046,10 +2063,9 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 	pg_cryptohash_ctx *ctx;
 	StringInfoData enc;
 	int64		id;
+	bool		whole;
+	int			nentries = 0;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		PG_RETURN_NULL();
-	if (!PG_ARGISNULL(1))
 	{
 		bytea	   *s = PG_GETARG_BYTEA_PP(1);
 
@@ -2058,6 +2074,7 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 	}
 	ident = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	pseudo = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	whole = PG_GETARG_BOOL(4);
 	event_from_row(PG_GETARG_HEAPTUPLEHEADER(0), (RowMap **) &fcinfo->flinfo->fn_extra,
 				   fcinfo->flinfo->fn_mcxt, &ev);
 	old = ev.isnull[AF_REDACTIONS] ? NULL : DatumGetJsonbP(ev.values[AF_REDACTIONS]);
@@ -2080,7 +2097,15 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 		how = redaction_of(old, f, k);
 		if (how != 'c')
 		{
-			if (how == 0)
+			if (ev.isnull[f])
+				changes = false;
+			else if (f == AF_SUBJECT)
+				changes = whole && strcmp(TextDatumGetCString(ev.values[f]), pseudo) != 0;
+			else if (audit_fields[f].kind == AK_JSONB)
+				changes = redact_jsonb(DatumGetJsonbP(ev.values[f]), ident, pseudo) != NULL;
+			else
+				changes = redact_text(DatumGetTextPP(ev.values[f]), ident, pseudo) != NULL;
+			if (how == 0 && (changes || whole))
 			{
 				if (secret == NULL)
 					ereport(ERROR,
@@ -2088,14 +2113,6 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 							 errmsg("cannot erase audit event " INT64_FORMAT ": its chain secret is missing", id)));
 				field_key(ctx, secret, id, f, k);
 			}
-			if (ev.isnull[f])
-				changes = false;
-			else if (f == AF_SUBJECT)
-				changes = strcmp(TextDatumGetCString(ev.values[f]), pseudo) != 0;
-			else if (audit_fields[f].kind == AK_JSONB)
-				changes = redact_jsonb(DatumGetJsonbP(ev.values[f]), ident, pseudo) != NULL;
-			else
-				changes = redact_text(DatumGetTextPP(ev.values[f]), ident, pseudo) != NULL;
 			if (changes)
 			{
 				resetStringInfo(&enc);
@@ -2104,9 +2121,12 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 				memcpy(k, c, HASH_LEN);
 				how = 'c';
 			}
-			else
+			else if (whole || how == 'k')
 				how = 'k';
+			else
+				continue;		/* unchanged, still verified with the secret */
 		}
+		nentries++;
 		jk.type = jbvString;
 		jk.val.string.val = (char *) audit_fields[f].name;
 		jk.val.string.len = strlen(audit_fields[f].name);
@@ -2123,6 +2143,8 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	pg_cryptohash_free(ctx);
+	if (nentries == 0)
+		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }
 
@@ -2206,8 +2228,9 @@ pseudonym_in_use(const char *p)
 /*
  * Other tables of the extension that name subjects (e.g. an outbox): every
  * table in schema consent with a text column "subject", except the ones
- * erasure handles itself.  Their subject becomes the pseudonym and their
- * other text and jsonb columns are redacted.  Returns rows changed.
+ * erasure handles itself.  The person's rows get the pseudonym, and every
+ * text and jsonb column of any row that mentions the identifier is
+ * redacted.  Returns rows changed.
  */
 static uint64
 erase_elsewhere(Datum *args, Oid *types)
@@ -2218,6 +2241,8 @@ erase_elsewhere(Datum *args, Oid *types)
 
 	spi_exec("SELECT c.relname::text,"
 			 "       string_agg(pg_catalog.format('%I = consent.audit_redact(%I, $1, $2)', a.attname, a.attname), ', ')"
+			 "         FILTER (WHERE a.attname <> 'subject' AND a.atttypid IN ('text'::regtype, 'jsonb'::regtype)),"
+			 "       string_agg(pg_catalog.format('strpos(%I::text, $1) > 0', a.attname), ' OR ')"
 			 "         FILTER (WHERE a.attname <> 'subject' AND a.atttypid IN ('text'::regtype, 'jsonb'::regtype))"
 			 "  FROM pg_catalog.pg_class c"
 			 "  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
@@ -2231,10 +2256,13 @@ erase_elsewhere(Datum *args, Oid *types)
 	{
 		char	   *rel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char	   *sets = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *conds = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 
 		stmts = lappend(stmts,
-						psprintf("UPDATE consent.%s SET subject = $2%s%s WHERE subject = $1",
-								 quote_identifier(rel), sets ? ", " : "", sets ? sets : ""));
+						psprintf("UPDATE consent.%s SET subject = CASE WHEN subject = $1 THEN $2 ELSE subject END%s%s"
+								 " WHERE subject = $1%s%s",
+								 quote_identifier(rel), sets ? ", " : "", sets ? sets : "",
+								 conds ? " OR " : "", conds ? conds : ""));
 	}
 	foreach(lc, stmts)
 		n += spi_exec((char *) lfirst(lc), 2, args, types, SPI_OK_UPDATE);
@@ -2248,10 +2276,9 @@ erase_elsewhere(Datum *args, Oid *types)
  * $4 new chain secret.
  */
 static void
-erase_rewrite_guts(Datum *args, Oid *types, bool have_secret,
+erase_rewrite_guts(Datum *args, Oid *types,
 				   uint64 *nevents, uint64 *nrecords, uint64 *nother)
 {
-	char		nulls[3] = {' ', ' ', have_secret ? ' ' : 'n'};
 	Datum		pargs[3] = {args[1], args[0], args[3]};
 	Oid			ptypes[3] = {TEXTOID, TEXTOID, BYTEAOID};
 
@@ -2262,22 +2289,43 @@ erase_rewrite_guts(Datum *args, Oid *types, bool have_secret,
 							  "  evidence = consent.audit_redact(e.evidence, $1, $2),"
 							  "  application_name = consent.audit_redact(e.application_name, $1, $2),"
 							  "  actor = consent.audit_redact(e.actor, $1, $2),"
-							  "  redactions = consent.audit_redactions(e, $3, $1, $2)"
+							  "  redactions = consent.audit_redactions(e, $3, $1, $2, true)"
 							  " WHERE e.subject = $1",
-							  3, types, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not pseudonymise consent.audit_events");
 	*nevents = SPI_processed;
 
+	/* Other people's events that mention the identifier. */
+	*nother = spi_exec("UPDATE consent.audit_events e SET"
+					   "  source = consent.audit_redact(e.source, $1, $2),"
+					   "  reason = consent.audit_redact(e.reason, $1, $2),"
+					   "  evidence = consent.audit_redact(e.evidence, $1, $2),"
+					   "  application_name = consent.audit_redact(e.application_name, $1, $2),"
+					   "  actor = consent.audit_redact(e.actor, $1, $2),"
+					   "  redactions = coalesce(consent.audit_redactions(e,"
+					   "      coalesce((SELECT c.secret FROM consent.audit_chains c"
+					   "                 WHERE c.subject = coalesce(e.subject, '')), ''),"
+					   "      $1, $2, false), e.redactions)"
+					   " WHERE e.subject IS DISTINCT FROM $2"
+					   "   AND (strpos(e.source, $1) > 0 OR strpos(e.reason, $1) > 0"
+					   "        OR strpos(e.application_name, $1) > 0 OR strpos(e.actor, $1) > 0"
+					   "        OR strpos(e.evidence::text, $1) > 0"
+					   "        OR strpos(e.evidence::text, pg_catalog.btrim(pg_catalog.to_json($1)::text, '\"')) > 0)",
+					   2, args, types, SPI_OK_UPDATE);
+
 	*nrecords = spi_exec("UPDATE consent.records r SET"
-						 "  subject = $2,"
+						 "  subject = CASE WHEN r.subject = $1 THEN $2 ELSE r.subject END,"
 						 "  source = consent.audit_redact(r.source, $1, $2),"
 						 "  reason = consent.audit_redact(r.reason, $1, $2),"
 						 "  evidence = consent.audit_redact(r.evidence, $1, $2),"
 						 "  actor = consent.audit_redact(r.actor, $1, $2)"
-						 " WHERE r.subject = $1",
+						 " WHERE r.subject = $1"
+						 "    OR strpos(r.source, $1) > 0 OR strpos(r.reason, $1) > 0"
+						 "    OR strpos(r.actor, $1) > 0 OR strpos(r.evidence::text, $1) > 0"
+						 "    OR strpos(r.evidence::text, pg_catalog.btrim(pg_catalog.to_json($1)::text, '\"')) > 0",
 						 2, args, types, SPI_OK_UPDATE);
 
-	*nother = erase_elsewhere(args, types);
+	*nother += erase_elsewhere(args, types);
 
 	spi_exec("UPDATE consent.audit_chains SET subject = $1, secret = $3,"
 			 " erased_at = pg_catalog.clock_timestamp() WHERE subject = $2",
@@ -2285,13 +2333,13 @@ erase_rewrite_guts(Datum *args, Oid *types, bool have_secret,
 }
 
 static void
-erase_rewrite(Datum *args, Oid *types, bool have_secret,
+erase_rewrite(Datum *args, Oid *types,
 			  uint64 *nevents, uint64 *nrecords, uint64 *nother)
 {
 	erasing = true;
 	PG_TRY();
 	{
-		erase_rewrite_guts(args, types, have_secret, nevents, nrecords, nother);
+		erase_rewrite_guts(args, types, nevents, nrecords, nother);
 	}
 	PG_FINALLY();
 	{
@@ -2300,9 +2348,9 @@ erase_rewrite(Datum *args, Oid *types, bool have_secret,
 	PG_END_TRY();
 }
 
-/* consent.erase_subject(subject text, reason text) */
+/* consent.audit_erase(subject text, reason text), behind consent.erase_subject() */
 Datum
-consent_erase_subject(PG_FUNCTION_ARGS)
+consent_audit_erase(PG_FUNCTION_ARGS)
 {
 	char	   *subject;
 	char	   *reason;
@@ -2319,15 +2367,6 @@ consent_erase_subject(PG_FUNCTION_ARGS)
 	int64		event_id;
 	bool		isnull;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("subject must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("the reason for an erasure must not be null"),
-				 errhint("Name the request, e.g. 'GDPR Art. 17 request #1234'.")));
 	subject = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (subject[0] == '\0')
@@ -2378,11 +2417,11 @@ consent_erase_subject(PG_FUNCTION_ARGS)
 		pseudo = psprintf("%s#%d", base, n);
 
 	args[1] = CStringGetTextDatum(pseudo);
-	args[2] = secret ? PointerGetDatum(secret) : (Datum) 0;
+	args[2] = PointerGetDatum(secret ? secret : bytea_of(NULL, 0));
 	args[3] = PointerGetDatum(bytea_of(fresh, HASH_LEN));
 	types[3] = BYTEAOID;
 
-	erase_rewrite(args, types, secret != NULL, &nevents, &nrecords, &nother);
+	erase_rewrite(args, types, &nevents, &nrecords, &nother);
 
 	/* The erasure itself, at the end of the (renamed) chain. */
 	{

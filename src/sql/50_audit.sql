@@ -220,9 +220,9 @@ COMMENT ON FUNCTION consent.last_event_id() IS
 
 CREATE FUNCTION consent.audit_event_hash(e consent.audit_events, secret bytea) RETURNS bytea
 	AS 'MODULE_PATHNAME', 'consent_audit_event_hash'
-	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION consent.audit_event_hash(consent.audit_events, bytea) IS
-	'Internal: the hash an event must carry, given its chain''s secret (NULL when the secret is needed but missing)';
+	'Internal: the hash an event must carry, given its chain''s secret (empty: none; NULL when one is needed)';
 
 CREATE FUNCTION consent.audit_seal_root(from_id bigint, upto_id bigint, prev_root bytea,
 	OUT root bytea, OUT heads bigint, OUT events bigint)
@@ -233,21 +233,21 @@ COMMENT ON FUNCTION consent.audit_seal_root(bigint, bigint, bytea) IS
 
 CREATE FUNCTION consent.audit_redact(value text, identifier text, pseudonym text) RETURNS text
 	AS 'MODULE_PATHNAME', 'consent_audit_redact_text'
-	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION consent.audit_redact(value jsonb, identifier text, pseudonym text) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'consent_audit_redact_jsonb'
-	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION consent.audit_redact(text, text, text) IS
 	'Internal: value with every whole-token occurrence of identifier replaced by pseudonym';
 COMMENT ON FUNCTION consent.audit_redact(jsonb, text, text) IS
 	'Internal: JSON value with identifier replaced by pseudonym in every key and string (and matching number)';
 
 CREATE FUNCTION consent.audit_redactions(e consent.audit_events, secret bytea,
-	identifier text, pseudonym text) RETURNS jsonb
+	identifier text, pseudonym text, whole boolean) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'consent_audit_redactions'
-	LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION consent.audit_redactions(consent.audit_events, bytea, text, text) IS
-	'Internal: the redactions an event gets when identifier is erased (commitments of changed fields, keys of kept ones)';
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION consent.audit_redactions(consent.audit_events, bytea, text, text, boolean) IS
+	'Internal: the redactions an event gets when identifier is erased: commitments of changed fields, and (whole: the person''s own events) keys of kept ones';
 
 CREATE FUNCTION consent.pseudonym(subject text) RETURNS text
 	AS 'MODULE_PATHNAME', 'consent_pseudonym'
@@ -263,10 +263,28 @@ CREATE FUNCTION consent.seal() RETURNS bigint
 COMMENT ON FUNCTION consent.seal() IS
 	'Seal the trail now: commit the head of every chain that grew since the last seal; returns the seal id (the latest one when nothing is new)';
 
+-- The rewrite; it alone opens the append-only guards, for its own statements.
+CREATE FUNCTION consent.audit_erase(subject text, reason text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'consent_audit_erase'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION consent.audit_erase(text, text) IS
+	'Internal: the erasure behind consent.erase_subject()';
+
 CREATE FUNCTION consent.erase_subject(subject text, reason text) RETURNS bigint
-	AS 'MODULE_PATHNAME', 'consent_erase_subject'
-	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF subject IS NULL THEN
+		RAISE EXCEPTION 'subject must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reason IS NULL THEN
+		RAISE EXCEPTION 'the reason for an erasure must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Name the request, e.g. ''GDPR Art. 17 request #1234''.';
+	END IF;
+	RETURN consent.audit_erase(subject, reason);
+END
+$$;
 COMMENT ON FUNCTION consent.erase_subject(text, text) IS
 	'Erase a person (GDPR Art. 17): replace the identifier everywhere by a keyed pseudonym, record an erase event, return its id';
 
@@ -316,8 +334,8 @@ BEGIN
 					   END
 					 WHEN c.subject IS NULL AND e.redactions IS NULL THEN
 					   'the chain of this event has no row in consent.audit_chains, so the event cannot be checked'
-					 WHEN consent.audit_event_hash(e, c.secret) IS DISTINCT FROM e.hash THEN
-					   'hash does not match the content of the event: the event was changed'
+					 WHEN consent.audit_event_hash(e, coalesce(c.secret, '')) IS DISTINCT FROM e.hash THEN
+					   'hash does not match the content of the event: the event was changed or forged'
 				   END AS why
 			  FROM consent.audit_events e
 			  LEFT JOIN consent.audit_chains c
