@@ -1011,13 +1011,9 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 	TupleDesc	desc = RelationGetDescr(w->chains);
 	TupleTableSlot *slot = w->chains_slot;
 	uint8		fresh[HASH_LEN];
+	bool		have_fresh = false;
 	Datum		secret_d;
 	bool		isnull;
-
-	if (!pg_strong_random(fresh, HASH_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random chain secret")));
 
 	for (;;)
 	{
@@ -1034,10 +1030,6 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 		}
 		slot->tts_values[w->m->c_subject - 1] = CStringGetTextDatum(chain);
 		slot->tts_isnull[w->m->c_subject - 1] = false;
-		slot->tts_values[w->m->c_secret - 1] = PointerGetDatum(bytea_of(fresh, HASH_LEN));
-		slot->tts_isnull[w->m->c_secret - 1] = false;
-		slot->tts_values[w->m->c_started_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		slot->tts_isnull[w->m->c_started_at - 1] = false;
 		ExecStoreVirtualTuple(slot);
 
 		/* Waits for in-progress inserters of the same key, like ON CONFLICT. */
@@ -1075,6 +1067,17 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 			uint32		token;
 			bool		conflicted = false;
 			List	   *recheck;
+
+			/* a new chain: its secret and start */
+			if (!have_fresh && !pg_strong_random(fresh, HASH_LEN))
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not generate a random chain secret")));
+			have_fresh = true;
+			slot->tts_values[w->m->c_secret - 1] = PointerGetDatum(bytea_of(fresh, HASH_LEN));
+			slot->tts_isnull[w->m->c_secret - 1] = false;
+			slot->tts_values[w->m->c_started_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+			slot->tts_isnull[w->m->c_started_at - 1] = false;
 
 			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
 			table_tuple_insert_speculative(w->chains, slot, w->cid, 0, NULL, token);
