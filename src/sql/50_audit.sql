@@ -83,6 +83,9 @@ CREATE TABLE consent.audit_events (
 );
 ALTER SEQUENCE consent.audit_events_id_seq OWNED BY consent.audit_events.id;
 CREATE INDEX audit_events_subject_idx ON consent.audit_events (subject, id);
+-- Time ranges for BI queries; events arrive in time order, so a BRIN
+-- index is small and nearly free to maintain.
+CREATE INDEX audit_events_at_idx ON consent.audit_events USING brin (at);
 
 COMMENT ON TABLE consent.audit_events IS
 	'Append-only, hash-chained trail of every change to consent.records, consent.purposes and consent.notices';
@@ -441,15 +444,24 @@ COMMENT ON COLUMN consent.audit_trail.hash IS 'hash of this event, hex';
 
 -- The effective rule for a record on its own purpose (the nearest record
 -- on the path from a purpose is its own), in plain SQL: it matches
--- consent.explain() row for row (test/pgtap/40_audit.sql proves it).
+-- consent.explain() row for row (test/pgtap/40_audit.sql proves it).  A
+-- grant is superseded when its notice has a newer material version.
 CREATE VIEW consent.current_consents AS
 SELECT r.subject::text AS subject,
 	   p.key::text AS purpose,
 	   p.title,
 	   p.legal_basis::text AS legal_basis,
 	   r.status::text AS status,
-	   d.allowed,
-	   d.reason,
+	   p.retired_at IS NULL AND r.status = 'granted' AND NOT d.lapsed AND NOT d.superseded AS allowed,
+	   CASE
+		 WHEN p.retired_at IS NOT NULL THEN 'purpose retired'
+		 WHEN r.status = 'granted' THEN
+		   CASE WHEN d.lapsed THEN 'expired'
+				WHEN d.superseded THEN 'notice superseded by a material version'
+				ELSE 'granted' END
+		 WHEN r.status = 'pending' THEN 'pending confirmation'
+		 ELSE r.status::text
+	   END AS reason,
 	   r.effective_at,
 	   r.expires_at,
 	   r.notice_key,
@@ -461,24 +473,11 @@ SELECT r.subject::text AS subject,
 	   r.recorded_at
   FROM consent.records r
   JOIN consent.purposes p ON p.id = r.purpose_id
+  LEFT JOIN (SELECT n.key, max(n.version) AS version
+			   FROM consent.notices n WHERE n.material GROUP BY n.key) m ON m.key = r.notice_key
  CROSS JOIN LATERAL (
-	SELECT r.notice_key IS NOT NULL
-		   AND EXISTS (SELECT 1 FROM consent.notices n
-					   WHERE n.key = r.notice_key AND n.material
-						 AND n.version > r.notice_version) AS superseded,
-		   r.expires_at IS NOT NULL AND r.expires_at <= pg_catalog.now() AS lapsed) f
- CROSS JOIN LATERAL (
-	SELECT p.retired_at IS NULL AND r.status = 'granted' AND NOT f.lapsed AND NOT f.superseded AS allowed,
-		   CASE
-			 WHEN p.retired_at IS NOT NULL THEN 'purpose retired'
-			 WHEN r.status = 'granted' THEN
-			   CASE WHEN f.lapsed THEN 'expired'
-					WHEN f.superseded THEN 'notice superseded by a material version'
-					ELSE 'granted' END
-			 WHEN r.status = 'pending' THEN 'pending confirmation'
-			 ELSE r.status::text
-		   END AS reason,
-		   f.superseded) d;
+	SELECT coalesce(m.version > r.notice_version, false) AS superseded,
+		   coalesce(r.expires_at <= pg_catalog.now(), false) AS lapsed) d;
 COMMENT ON VIEW consent.current_consents IS
 	'One row per subject and purpose with a record: the stored choice and the effective decision now';
 COMMENT ON COLUMN consent.current_consents.subject IS 'the person';
@@ -510,22 +509,28 @@ SELECT p.key::text AS purpose,
 	   coalesce(c.withdrawn, 0) AS withdrawn,
 	   coalesce(c.expired, 0) AS expired,
 	   coalesce(c.lapsed, 0) AS lapsed,
-	   coalesce(c.allowed, 0) AS allowed,
+	   CASE WHEN p.retired_at IS NULL THEN coalesce(c.allowed, 0) ELSE 0 END AS allowed,
 	   CASE WHEN coalesce(c.subjects, 0) = 0 THEN NULL
+			WHEN p.retired_at IS NOT NULL THEN 0.0000
 			ELSE pg_catalog.round(c.allowed::numeric / c.subjects, 4) END AS grant_rate
   FROM consent.purposes p
   LEFT JOIN (
-	SELECT cc.purpose,
+	-- the rule of current_consents, counted per purpose id
+	SELECT r.purpose_id,
 		   count(*) AS subjects,
-		   count(*) FILTER (WHERE cc.status = 'pending') AS pending,
-		   count(*) FILTER (WHERE cc.status = 'granted') AS granted,
-		   count(*) FILTER (WHERE cc.status = 'denied') AS denied,
-		   count(*) FILTER (WHERE cc.status = 'withdrawn') AS withdrawn,
-		   count(*) FILTER (WHERE cc.status = 'expired') AS expired,
-		   count(*) FILTER (WHERE cc.status = 'granted' AND cc.reason = 'expired') AS lapsed,
-		   count(*) FILTER (WHERE cc.allowed) AS allowed
-	  FROM consent.current_consents cc
-	 GROUP BY cc.purpose) c ON c.purpose = p.key::text;
+		   count(*) FILTER (WHERE r.status = 'pending') AS pending,
+		   count(*) FILTER (WHERE r.status = 'granted') AS granted,
+		   count(*) FILTER (WHERE r.status = 'denied') AS denied,
+		   count(*) FILTER (WHERE r.status = 'withdrawn') AS withdrawn,
+		   count(*) FILTER (WHERE r.status = 'expired') AS expired,
+		   count(*) FILTER (WHERE r.status = 'granted' AND r.expires_at <= pg_catalog.now()) AS lapsed,
+		   count(*) FILTER (WHERE r.status = 'granted'
+							  AND (r.expires_at IS NULL OR r.expires_at > pg_catalog.now())
+							  AND NOT coalesce(m.version > r.notice_version, false)) AS allowed
+	  FROM consent.records r
+	  LEFT JOIN (SELECT n.key, max(n.version) AS version
+				   FROM consent.notices n WHERE n.material GROUP BY n.key) m ON m.key = r.notice_key
+	 GROUP BY r.purpose_id) c ON c.purpose_id = p.id;
 COMMENT ON VIEW consent.purpose_summary IS
 	'Per purpose: how many people hold each stored status, how many currently allow it, and the grant rate';
 COMMENT ON COLUMN consent.purpose_summary.purpose IS 'purpose key';
