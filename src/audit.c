@@ -1610,7 +1610,7 @@ consent_audit_trigger(PG_FUNCTION_ARGS)
 
 /*
  * consent.audit_guard(): BEFORE UPDATE OR DELETE OR TRUNCATE ... FOR EACH
- * STATEMENT on the audit tables.  Only erasure passes.
+ * STATEMENT on the audit tables.  Only erasure's UPDATEs pass.
  */
 Datum
 consent_audit_guard(PG_FUNCTION_ARGS)
@@ -1622,7 +1622,8 @@ consent_audit_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("consent.audit_guard() must be called as a trigger")));
-	if (erasing && !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	/* Erasure rewrites rows in place; it never deletes or truncates. */
+	if (erasing && TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		return PointerGetDatum(NULL);
 
 	op = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE" :

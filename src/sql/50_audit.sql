@@ -223,7 +223,7 @@ COMMENT ON FUNCTION consent.last_event_id() IS
 
 CREATE FUNCTION consent.audit_event_hash(e consent.audit_events, secret bytea) RETURNS bytea
 	AS 'MODULE_PATHNAME', 'consent_audit_event_hash'
-	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION consent.audit_event_hash(consent.audit_events, bytea) IS
 	'Internal: the hash an event must carry, given its chain''s secret (empty: none; NULL when one is needed)';
 
@@ -248,7 +248,7 @@ COMMENT ON FUNCTION consent.audit_redact(jsonb, text, text) IS
 CREATE FUNCTION consent.audit_redactions(e consent.audit_events, secret bytea,
 	identifier text, pseudonym text, whole boolean) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'consent_audit_redactions'
-	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION consent.audit_redactions(consent.audit_events, bytea, text, text, boolean) IS
 	'Internal: the redactions an event gets when identifier is erased: commitments of changed fields, and (whole: the person''s own events) keys of kept ones';
 
