@@ -84,7 +84,10 @@ SELECT id = :erase_event AS returned_id, subject = :'p' AS by_pseudonym, action,
 -- The identifier is nowhere in any consent table, not even in bob's
 -- evidence; bob's chain still verifies (the replaced value's commitment
 -- is kept with the event).
-SELECT * FROM pg_temp.mentions('alice.erasure@example.org');
+SELECT count(*) >= 8 AS all_tables_searched,
+	   count(*) FILTER (WHERE n > 0) AS tables_mentioning
+  FROM pg_temp.mentions('alice.erasure@example.org');
+SELECT * FROM pg_temp.mentions('alice.erasure@example.org') WHERE n > 0;
 SELECT replace(source, :'p', 'P') AS source, replace(reason, :'p', 'P') AS reason,
 	   replace(actor, :'p', 'P') AS actor, replace(application_name, :'p', 'P') AS application_name,
 	   replace(evidence::text, :'p', 'P') AS evidence
