@@ -714,6 +714,8 @@ consent_callsite(FunctionCallInfo fcinfo)
 	{
 		cs = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
 		cs->mcxt = fcinfo->flinfo->fn_mcxt;
+		/* the purpose is the last argument of every enforcement function */
+		cs->purpose_stable = get_fn_expr_arg_stable(fcinfo->flinfo, PG_NARGS() - 1);
 		fcinfo->flinfo->fn_extra = cs;
 	}
 	callsite_attach(cs);
@@ -731,8 +733,12 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 	char	   *buf;
 	char	   *p;
 
-	/* the same Datum as last time (a constant argument): nothing to do */
-	if (n == 1 && cs->memo_n == 1 && cs->memo_datum == keys[0])
+	/*
+	 * The same Datum as last time: nothing to do.  Only for a constant
+	 * argument: a per-row value may come at the same address with other
+	 * bytes (per-tuple memory is reused).
+	 */
+	if (n == 1 && cs->purpose_stable && cs->memo_n == 1 && cs->memo_datum == keys[0])
 		return cs->memo_rps;
 
 	/* keys may arrive compressed or out of line, like any varlena */
@@ -759,7 +765,7 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 		}
 		if (same)
 		{
-			cs->memo_datum = (n == 1) ? keys[0] : (Datum) 0;
+			cs->memo_datum = (n == 1 && cs->purpose_stable) ? keys[0] : (Datum) 0;
 			return cs->memo_rps;
 		}
 	}
@@ -791,7 +797,7 @@ consent_callsite_resolve(CallSite *cs, Datum *keys, int n)
 	}
 	cs->memo_key = (struct varlena *) buf;
 	cs->memo_n = n;
-	cs->memo_datum = (n == 1) ? keys[0] : (Datum) 0;
+	cs->memo_datum = (n == 1 && cs->purpose_stable) ? keys[0] : (Datum) 0;
 	return cs->memo_rps;
 }
 

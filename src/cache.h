@@ -115,6 +115,7 @@ typedef struct CallSite
 
 	/* memo of the last resolved purpose argument */
 	Datum		memo_datum;		/* the argument's Datum, when one key */
+	bool		purpose_stable; /* purpose argument is a Const or external Param */
 	struct varlena *memo_key;
 	int			memo_n;
 	ResolvedPurpose *memo_rps;
