@@ -179,6 +179,8 @@ SELECT is_empty(
 	$$SELECT oid::regprocedure FROM consent_c_functions
 		WHERE provolatile = 'v' AND proparallel = 'u'
 		  AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+		  -- these write to the database, so PARALLEL UNSAFE is their true label
+		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)')
 		ORDER BY 1::text$$,
 	'every C function in consent declares its volatility and parallel safety');
 
@@ -244,6 +246,8 @@ SELECT is_empty(
 	$$SELECT c.oid::regclass FROM pg_class c
 		WHERE c.relnamespace = 'consent'::regnamespace AND c.relkind IN ('r', 'p', 'S')
 		  AND c.oid <> ALL (coalesce((SELECT extconfig FROM pg_extension WHERE extname = 'consent'), '{}'))
+		  -- the pseudonymisation key is kept out of dumps on purpose (docs/audit.md)
+		  AND c.oid::regclass::text <> 'consent.audit_key'
 		ORDER BY 1::text$$,
 	'every table and sequence in consent is registered with pg_extension_config_dump');
 
