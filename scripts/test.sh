@@ -23,7 +23,7 @@ cd "$ROOT"
 ./scripts/deps.sh || exit 1
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
-WORK=$(mktemp -d /tmp/consent-test.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/consent-test.XXXXXX")
 chmod 755 "$WORK"
 INST=$WORK/inst
 make_private_install "$INST" || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -43,7 +43,7 @@ SUMMARY=()
 SUITES=${SUITES:-lint regress isolation pgtap tap}
 
 record() {	# suite passed failed
-	local suite=$1 p=$2 f=$3
+	local suite=$1 p=${2:-0} f=${3:-0}
 	if [ $((p + f)) -eq 0 ]; then
 		echo "!! suite $suite ran no test"
 		f=1

@@ -1,6 +1,9 @@
 --
 -- Public recording API.  Each function is SECURITY DEFINER with a pinned
 -- search_path, qualifies every object, and returns the stored status.
+-- PL/pgSQL rather than SQL even for one-line wrappers: a non-inlined SQL
+-- function is planned again in every statement that calls it, a PL/pgSQL
+-- one once per session.
 --
 
 CREATE FUNCTION consent.grant(
@@ -12,10 +15,12 @@ CREATE FUNCTION consent.grant(
 	expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT consent.apply_choice('grant', subject, purpose, notice, method, source, expires_at, evidence, NULL)
+BEGIN
+	RETURN consent.apply_choice('grant', subject, purpose, notice, method, source, expires_at, evidence, NULL);
+END
 $$;
 COMMENT ON FUNCTION consent.grant(text, consent.purpose_key, text, text, text, timestamptz, jsonb) IS
 	'Record that a person grants consent to a purpose; pending when the purpose requires confirmation';
@@ -28,10 +33,12 @@ CREATE FUNCTION consent.deny(
 	source text DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT consent.apply_choice('deny', subject, purpose, notice, method, source, NULL, evidence, NULL)
+BEGIN
+	RETURN consent.apply_choice('deny', subject, purpose, notice, method, source, NULL, evidence, NULL);
+END
 $$;
 COMMENT ON FUNCTION consent.deny(text, consent.purpose_key, text, text, text, jsonb) IS
 	'Record that a person refuses a purpose (or objects to it, for legitimate interests)';
@@ -43,10 +50,12 @@ CREATE FUNCTION consent.confirm(
 	source text DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT consent.apply_choice('confirm', subject, purpose, NULL, method, source, NULL, evidence, NULL)
+BEGIN
+	RETURN consent.apply_choice('confirm', subject, purpose, NULL, method, source, NULL, evidence, NULL);
+END
 $$;
 COMMENT ON FUNCTION consent.confirm(text, consent.purpose_key, text, text, jsonb) IS
 	'Confirm a pending grant (double opt-in); fails when nothing is pending';
@@ -119,43 +128,43 @@ COMMENT ON FUNCTION consent.withdraw_all(text, text) IS
 CREATE FUNCTION consent.grant(subject bigint, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence); END $$;
 CREATE FUNCTION consent.grant(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence); END $$;
 CREATE FUNCTION consent.deny(subject bigint, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.deny(subject::text, purpose, notice, method, source, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.deny(subject::text, purpose, notice, method, source, evidence); END $$;
 CREATE FUNCTION consent.deny(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.deny(subject::text, purpose, notice, method, source, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.deny(subject::text, purpose, notice, method, source, evidence); END $$;
 CREATE FUNCTION consent.confirm(subject bigint, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.confirm(subject::text, purpose, method, source, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.confirm(subject::text, purpose, method, source, evidence); END $$;
 CREATE FUNCTION consent.confirm(subject uuid, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.confirm(subject::text, purpose, method, source, evidence) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.confirm(subject::text, purpose, method, source, evidence); END $$;
 CREATE FUNCTION consent.withdraw(subject bigint, purpose consent.purpose_key, reason text DEFAULT NULL,
 	method text DEFAULT 'api')
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.withdraw(subject::text, purpose, reason, method) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.withdraw(subject::text, purpose, reason, method); END $$;
 CREATE FUNCTION consent.withdraw(subject uuid, purpose consent.purpose_key, reason text DEFAULT NULL,
 	method text DEFAULT 'api')
-RETURNS consent.status LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.withdraw(subject::text, purpose, reason, method) $$;
+RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.withdraw(subject::text, purpose, reason, method); END $$;
 CREATE FUNCTION consent.withdraw_all(subject bigint, reason text DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.withdraw_all(subject::text, reason) $$;
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.withdraw_all(subject::text, reason); END $$;
 CREATE FUNCTION consent.withdraw_all(subject uuid, reason text DEFAULT NULL)
-RETURNS integer LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT consent.withdraw_all(subject::text, reason) $$;
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN consent.withdraw_all(subject::text, reason); END $$;
 
 COMMENT ON FUNCTION consent.grant(bigint, consent.purpose_key, text, text, text, timestamptz, jsonb) IS 'consent.grant for a bigint subject (stored as its text form)';
 COMMENT ON FUNCTION consent.grant(uuid, consent.purpose_key, text, text, text, timestamptz, jsonb) IS 'consent.grant for a uuid subject (stored as its text form)';

@@ -81,9 +81,9 @@ COMMENT ON FUNCTION consent.cache_info() IS
 	'Counters of this backend''s consent caches (scope and bulk map builds, hits, probes)';
 
 CREATE FUNCTION consent.status(subject text, purpose consent.purpose_key) RETURNS consent.status
-	LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	AS $$ SELECT (consent.explain(subject, purpose)).status::consent.status $$;
+	AS $$ BEGIN RETURN (consent.explain(subject, purpose)).status::consent.status; END $$;
 CREATE FUNCTION consent.status(subject bigint, purpose consent.purpose_key) RETURNS consent.status
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
