@@ -584,41 +584,29 @@ shared_scope_allowed(void)
 		!RecoveryInProgress() && !current_xact_wrote();
 }
 
-bool
-consent_same_snapshot_slow(const CallSite *cs, Snapshot snap)
-{
-	return snap->xcnt == cs->snap_xcnt && snap->subxcnt == cs->snap_subxcnt &&
-		memcmp(snap->xip, cs->snap_xip, sizeof(TransactionId) * snap->xcnt) == 0 &&
-		memcmp(snap->subxip, cs->snap_subxip,
-			   sizeof(TransactionId) * Max(snap->subxcnt, 0)) == 0;
-}
-
 static void
 callsite_remember_snapshot(CallSite *cs, Snapshot snap)
 {
+	bool		with_subxip = !snap->suboverflowed || snap->takenDuringRecovery;
+
 	cs->snap = snap;
 	cs->snap_xmin = snap->xmin;
 	cs->snap_xmax = snap->xmax;
 	cs->snap_cid = snap->curcid;
-	cs->snap_count = snap->snapXactCompletionCount;
+	cs->snap_xcnt = snap->xcnt;
+	cs->snap_subxcnt = snap->subxcnt;
+	cs->snap_suboverflowed = snap->suboverflowed;
+	cs->snap_recovery = snap->takenDuringRecovery;
 	if (cs->snap_xip)
 		pfree(cs->snap_xip);
 	if (cs->snap_subxip)
 		pfree(cs->snap_subxip);
-	cs->snap_xip = NULL;
-	cs->snap_subxip = NULL;
-	cs->snap_xcnt = 0;
-	cs->snap_subxcnt = 0;
-	if (cs->snap_count == 0)
-	{
-		cs->snap_xcnt = snap->xcnt;
-		cs->snap_subxcnt = Max(snap->subxcnt, 0);
-		cs->snap_xip = MemoryContextAlloc(cs->mcxt, sizeof(TransactionId) * Max(snap->xcnt, 1));
-		memcpy(cs->snap_xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
-		cs->snap_subxip = MemoryContextAlloc(cs->mcxt,
-											 sizeof(TransactionId) * Max(cs->snap_subxcnt, 1));
-		memcpy(cs->snap_subxip, snap->subxip, sizeof(TransactionId) * cs->snap_subxcnt);
-	}
+	cs->snap_xip = MemoryContextAlloc(cs->mcxt, sizeof(TransactionId) * Max(snap->xcnt, 1));
+	memcpy(cs->snap_xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
+	cs->snap_subxip = MemoryContextAlloc(cs->mcxt,
+										 sizeof(TransactionId) * Max(snap->subxcnt, 1));
+	if (with_subxip && snap->subxcnt > 0)
+		memcpy(cs->snap_subxip, snap->subxip, sizeof(TransactionId) * snap->subxcnt);
 }
 
 /* SERIALIZABLE: answers from a shared scope must leave predicate locks. */

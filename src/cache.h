@@ -103,9 +103,10 @@ typedef struct CallSite
 	TransactionId snap_xmin;
 	TransactionId snap_xmax;
 	CommandId	snap_cid;
-	uint64		snap_count;		/* snapXactCompletionCount */
-	uint32		snap_xcnt;		/* arrays kept only when snap_count is 0 */
+	uint32		snap_xcnt;
 	int32		snap_subxcnt;
+	bool		snap_suboverflowed;
+	bool		snap_recovery;
 	TransactionId *snap_xip;
 	TransactionId *snap_subxip;
 
@@ -143,24 +144,37 @@ typedef struct CallSite
 
 extern uint64 consent_fast_hits;
 
-extern bool consent_same_snapshot_slow(const CallSite *cs, Snapshot snap);
-
 /*
- * Does "snap" see exactly what the call site's snapshot saw?  Two MVCC
- * snapshots with the same xmin, xmax and command id, taken with no
- * transaction completing in between (same snapXactCompletionCount), see
- * the same; without a completion count, compare the running transactions.
+ * Does "snap" see exactly what the call site's snapshot saw?  Same xmin,
+ * xmax and command id, and the same running transactions.  (The active
+ * snapshot is always a copy, whose snapXactCompletionCount is zero, so the
+ * arrays are compared; they are short, and this runs for every row, so it
+ * is written out inline.)  A copy leaves out the subxip array when it
+ * overflowed, except during recovery, when it holds everything.
  */
 static inline bool
 consent_same_snapshot(const CallSite *cs, Snapshot snap)
 {
 	if (snap->xmin != cs->snap_xmin || snap->xmax != cs->snap_xmax ||
-		snap->curcid != cs->snap_cid ||
-		snap->snapXactCompletionCount != cs->snap_count)
+		snap->curcid != cs->snap_cid || snap->xcnt != cs->snap_xcnt ||
+		snap->subxcnt != cs->snap_subxcnt ||
+		snap->suboverflowed != cs->snap_suboverflowed ||
+		snap->takenDuringRecovery != cs->snap_recovery)
 		return false;
-	if (cs->snap_count != 0)
-		return true;
-	return consent_same_snapshot_slow(cs, snap);
+	for (uint32 i = 0; i < snap->xcnt; i++)
+	{
+		if (snap->xip[i] != cs->snap_xip[i])
+			return false;
+	}
+	if (!snap->suboverflowed || snap->takenDuringRecovery)
+	{
+		for (int32 i = 0; i < snap->subxcnt; i++)
+		{
+			if (snap->subxip[i] != cs->snap_subxip[i])
+				return false;
+		}
+	}
+	return true;
 }
 
 /*
