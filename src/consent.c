@@ -45,6 +45,7 @@ _PG_init(void)
 
 	consent_cache_init();
 	consent_audit_init();
+	consent_sweeper_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("consent");

@@ -20,6 +20,9 @@
 /* GUC variables (consent.c) */
 extern char *consent_actor;
 
+/* sweeper.c: settings, and under shared_preload_libraries the launcher */
+extern void consent_sweeper_init(void);
+
 /* purpose_key.c */
 extern void purpose_key_validate(const char *str, int len);
 
