@@ -62,6 +62,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/dependency.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_enum.h"
@@ -73,6 +74,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
@@ -710,6 +712,13 @@ consent_sweeper_main(Datum main_arg)
 	pgstat_report_appname("consent sweeper");
 	SetConfigOption("consent.actor", "consent sweeper", PGC_USERSET, PGC_S_SESSION);
 
+	/*
+	 * A batch lost in a crash is done again by the next sweep, whole (its
+	 * expiries, audit and outbox rows commit together), so the sweeper need
+	 * not wait for each commit to reach disk.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	in_recovery = RecoveryInProgress();
@@ -1175,6 +1184,20 @@ typedef struct OutboxState
 	Oid			outbox;
 	Oid			outbox_seq;
 	int			o_natts;
+
+	/*
+	 * What inserting into consent.outbox needs, built once per statement:
+	 * its indexes' descriptions (a partial index's predicate compiled once),
+	 * an executor state for them, and a slot.  Only memory: the relations
+	 * themselves are opened and closed for each row, so that nothing here
+	 * needs closing when the statement ends, or fails.
+	 */
+	EState	   *estate;
+	TupleTableSlot *slot;
+	int			nindexes;
+	Oid		   *index_oids;
+	IndexInfo **index_info;
+	Relation   *index_rels;
 	AttrNumber	o_id,
 				o_event,
 				o_subject,
@@ -1272,10 +1295,32 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		elog(ERROR, "relation \"outbox\" owns no sequence");
 	st->outbox_seq = linitial_oid(seqs);
 	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 		Relation	rel = table_open(st->outbox, RowExclusiveLock);
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+		int			i = 0;
 
 		st->o_natts = RelationGetNumberOfAttributes(rel);
+		st->estate = CreateExecutorState();
+		/* a copy of the descriptor is not reference-counted: no pin */
+		st->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+									   &TTSOpsVirtual);
+		st->nindexes = list_length(indexes);
+		st->index_oids = palloc(sizeof(Oid) * (st->nindexes + 1));
+		st->index_info = palloc(sizeof(IndexInfo *) * (st->nindexes + 1));
+		st->index_rels = palloc0(sizeof(Relation) * (st->nindexes + 1));
+		foreach(lc, indexes)
+		{
+			Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+			st->index_oids[i] = lfirst_oid(lc);
+			st->index_info[i] = BuildIndexInfo(index);
+			index_close(index, NoLock);
+			i++;
+		}
 		table_close(rel, NoLock);
+		MemoryContextSwitchTo(old);
 	}
 	st->o_id = outbox_attnum(st->outbox, "id");
 	st->o_event = outbox_attnum(st->outbox, "event");
@@ -1494,30 +1539,43 @@ datum_text(TupleTableSlot *slot, AttrNumber a)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* Insert one row into consent.outbox, maintaining its indexes. */
+/*
+ * Insert one row into consent.outbox and its indexes (what
+ * ExecSimpleRelationInsert does for logical replication, less the
+ * triggers and constraints the outbox does not have).
+ */
 static void
 outbox_insert(OutboxState *st, Datum *values, bool *nulls)
 {
 	Relation	rel = table_open(st->outbox, RowExclusiveLock);
-	EState	   *estate = CreateExecutorState();
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot *slot;
+	ResultRelInfo rri;
 
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	slot = table_slot_create(rel, NULL);
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * st->o_natts);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * st->o_natts);
-	ExecStoreVirtualTuple(slot);
+	if (RelationGetNumberOfAttributes(rel) != st->o_natts)
+		elog(ERROR, "consent outbox: relation \"outbox\" changed during the statement");
 
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	if (rri->ri_NumIndices > 0)
-		(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+	InitResultRelInfo(&rri, rel, 0, NULL, 0);
+	rri.ri_NumIndices = st->nindexes;
+	rri.ri_IndexRelationDescs = st->index_rels;
+	rri.ri_IndexRelationInfo = st->index_info;
+	for (int i = 0; i < st->nindexes; i++)
+		st->index_rels[i] = index_open(st->index_oids[i], RowExclusiveLock);
 
-	ExecDropSingleTupleTableSlot(slot);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
+	ExecClearTuple(st->slot);
+	memcpy(st->slot->tts_values, values, sizeof(Datum) * st->o_natts);
+	memcpy(st->slot->tts_isnull, nulls, sizeof(bool) * st->o_natts);
+	ExecStoreVirtualTuple(st->slot);
+
+	table_tuple_insert(rel, st->slot, GetCurrentCommandId(true), 0, NULL);
+	if (st->nindexes > 0)
+		(void) ExecInsertIndexTuples(&rri, st->slot, st->estate, false, false, NULL, NIL);
+	ResetPerTupleExprContext(st->estate);
+	ExecClearTuple(st->slot);
+
+	for (int i = 0; i < st->nindexes; i++)
+	{
+		index_close(st->index_rels[i], NoLock);
+		st->index_rels[i] = NULL;
+	}
 	table_close(rel, NoLock);
 }
 
