@@ -48,6 +48,7 @@ COMMENT ON COLUMN consent.outbox.claimed_until IS 'end of the current claim''s l
 COMMENT ON COLUMN consent.outbox.claimed_by IS 'consumer named in the last claim (default: its session user)';
 COMMENT ON COLUMN consent.outbox.attempts IS 'how many times the row has been claimed';
 COMMENT ON COLUMN consent.outbox.acked_at IS 'when a consumer acknowledged delivery; NULL until then';
+COMMENT ON SEQUENCE consent.outbox_id_seq IS 'ids of consent.outbox, in the order rows were written';
 COMMENT ON INDEX consent.outbox_pending_idx IS 'unacknowledged rows in delivery order, for claim_notifications';
 COMMENT ON INDEX consent.outbox_at_idx IS 'rows by age (BRIN), for pruning';
 
