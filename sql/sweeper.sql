@@ -57,6 +57,15 @@ UPDATE consent.records SET status = 'withdrawn' WHERE subject IN ('eve', 'carol'
 SELECT event, subject, purpose, status, previous_status, payload->>'method' AS method
   FROM consent.outbox WHERE id > 6 ORDER BY id;
 
+-- COPY FROM into consent.records is how a dump is restored: no outbox row.
+COPY consent.records (subject, purpose_id, status, method) FROM stdin;
+restored-1	1	granted	paper
+\.
+SELECT count(*) AS restored_rows FROM consent.outbox WHERE subject = 'restored-1';
+-- ... but a COPY whose query records a choice is announced like any other.
+COPY (SELECT consent.deny('restored-1', 'marketing')) TO stdout;
+SELECT event, subject, previous_status FROM consent.outbox WHERE subject = 'restored-1';
+
 -- A replaced subject key (as erasure does) is an "erase" event.
 UPDATE consent.records SET subject = 'pseudonym-1' WHERE subject = 'eve';
 SELECT event, subject, status, previous_status FROM consent.outbox ORDER BY id DESC LIMIT 1;

@@ -82,6 +82,7 @@
 #include "portability/instr_time.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -1229,6 +1230,8 @@ typedef struct OutboxState
 	bool		has_last_event_id;
 	FmgrInfo	last_event_id;
 
+	bool		restoring;		/* the statement is COPY FROM into records */
+
 	int			nlabels;
 	Oid			label_oid[8];
 	char	   *label[8];
@@ -1271,6 +1274,35 @@ outbox_relid(Oid nsp, const char *name)
 	return relid;
 }
 
+/*
+ * Is the statement being run a COPY FROM into relation "relid"?  That is
+ * how pg_dump's output (plain, or through pg_restore) loads consent.records
+ * back, and a restore is not a change of anyone's consent: it must neither
+ * announce every record again nor take outbox ids that the restored outbox
+ * rows (loaded before the sequence position is set) already use.
+ */
+static bool
+copy_into(Oid relid)
+{
+	ListCell   *lc;
+
+	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY)
+		return false;
+	foreach(lc, ActivePortal->stmts)
+	{
+		PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+		CopyStmt   *cs;
+
+		if (ps->commandType != CMD_UTILITY || !IsA(ps->utilityStmt, CopyStmt))
+			continue;
+		cs = (CopyStmt *) ps->utilityStmt;
+		if (cs->is_from && cs->relation != NULL &&
+			RangeVarGetRelid(cs->relation, NoLock, true) == relid)
+			return true;
+	}
+	return false;
+}
+
 static OutboxState *
 outbox_state(FunctionCallInfo fcinfo, Relation records)
 {
@@ -1287,6 +1319,12 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		return st;
 
 	st = MemoryContextAllocZero(cxt, sizeof(OutboxState));
+	st->restoring = copy_into(rid);
+	if (st->restoring)
+	{
+		fcinfo->flinfo->fn_extra = st;
+		return st;
+	}
 	st->rowcxt = AllocSetContextCreate(cxt, "consent outbox row", ALLOCSET_SMALL_SIZES);
 
 	st->outbox = outbox_relid(nsp, "outbox");
@@ -1623,6 +1661,8 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 				 errmsg("consent.outbox_trigger() must be fired AFTER INSERT OR UPDATE FOR EACH ROW")));
 
 	st = outbox_state(fcinfo, trigdata->tg_relation);
+	if (st->restoring)
+		return PointerGetDatum(NULL);
 	oldcxt = MemoryContextSwitchTo(st->rowcxt);
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
