@@ -17,6 +17,7 @@ $node->append_conf(
 shared_preload_libraries = 'consent'
 consent.sweep_interval = 1
 max_worker_processes = 16
+max_prepared_transactions = 2
 });
 $node->start;
 
@@ -107,6 +108,30 @@ like(
 	$heard,
 	qr/Asynchronous notification "consent" with payload "\{"id": \d+, "event": "expire", "subject": "n1", "purpose": "marketing", "status": "expired", "expires_at": "[^"]+", "at": "[^"]+", "event_id": null\}"/,
 	'NOTIFY consent carries event, subject, purpose, status, expiry, time and event id');
+
+# Notifications go out at commit, without those of a rolled-back
+# subtransaction; a prepared transaction sends none but fills the outbox.
+$node->safe_psql(
+	'postgres', q{
+	BEGIN;
+	SAVEPOINT s;
+	SELECT consent.grant('rolled-back', 'marketing');
+	ROLLBACK TO s;
+	SELECT consent.grant('kept', 'marketing');
+	COMMIT;
+	BEGIN;
+	SELECT consent.grant('prepared', 'marketing');
+	PREPARE TRANSACTION 'p1';
+	COMMIT PREPARED 'p1';});
+$heard = $listener->query_safe('SELECT 1');
+like($heard, qr/"subject": "kept"/, 'a committed change is announced');
+unlike($heard, qr/"subject": "rolled-back"/, 'a rolled-back subtransaction is not');
+unlike($heard, qr/"subject": "prepared"/, 'a prepared transaction is not');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(subject, ',' ORDER BY id) FROM consent.outbox WHERE subject IN ('rolled-back', 'kept', 'prepared')"),
+	'kept,prepared',
+	'the outbox has the committed and the prepared change');
 $listener->quit;
 
 #
