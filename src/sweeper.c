@@ -1494,14 +1494,15 @@ outbox_event(const char *old, const char *new)
 	return NULL;				/* keep compiler quiet */
 }
 
+/* Compact JSON ("key":value,...): NOTIFY payloads are copied and hashed. */
 static void
 json_key(StringInfo buf, const char *key, bool *first)
 {
 	if (!*first)
-		appendStringInfoString(buf, ", ");
+		appendStringInfoChar(buf, ',');
 	*first = false;
 	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
+	appendStringInfoChar(buf, ':');
 }
 
 static void
@@ -1515,9 +1516,9 @@ json_text(StringInfo buf, const char *key, const char *value, bool *first)
 }
 
 /*
- * A timestamptz in JSON, as to_json() writes it.  Within a statement most
- * rows share their transaction time, and rows of one import often share an
- * expiry, so the last two conversions are remembered.
+ * A timestamptz in JSON, as to_json() writes it.  The rows of a statement
+ * share their transaction time, so the last two conversions are
+ * remembered.
  */
 static void
 json_timestamptz(OutboxState *st, StringInfo buf, const char *key,
@@ -1822,7 +1823,6 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 		json_text(&msg, "subject", subject, &first);
 		json_text(&msg, "purpose", purpose, &first);
 		json_text(&msg, "status", status, &first);
-		json_timestamptz(st, &msg, "expires_at", expires_at, expires_null, &first);
 		json_timestamptz(st, &msg, "at", TimestampTzGetDatum(at), false, &first);
 		json_key(&msg, "event_id", &first);
 		if (event_id_null)

@@ -181,11 +181,10 @@ BEGIN
 		  FROM noted JOIN consent.purposes p ON p.id = noted.purpose_id
 		RETURNING o.id, o.event, o.subject, o.purpose, o.status, o.expires_at, o.at
 	), notified AS (
+		-- the same compact JSON as the outbox trigger's notifications
 		SELECT CASE WHEN current_setting('consent.notify', true) IS DISTINCT FROM 'off' THEN
-					pg_notify('consent', json_build_object(
-						'id', sent.id, 'event', sent.event, 'subject', sent.subject,
-						'purpose', sent.purpose, 'status', sent.status,
-						'expires_at', sent.expires_at, 'at', sent.at, 'event_id', NULL)::text)
+					pg_notify('consent', format('{"id":%s,"event":"warning","subject":%s,"purpose":%s,"status":"granted","at":%s,"event_id":null}',
+												sent.id, to_json(sent.subject), to_json(sent.purpose), to_json(sent.at)))
 			   END
 		  FROM sent
 	)

@@ -106,8 +106,20 @@ $node->poll_query_until('postgres',
 my $heard = $listener->query_safe('SELECT 1');
 like(
 	$heard,
-	qr/Asynchronous notification "consent" with payload "\{"id": \d+, "event": "expire", "subject": "n1", "purpose": "marketing", "status": "expired", "expires_at": "[^"]+", "at": "[^"]+", "event_id": null\}"/,
-	'NOTIFY consent carries event, subject, purpose, status, expiry, time and event id');
+	qr/Asynchronous notification "consent" with payload "\{"id":\d+,"event":"expire","subject":"n1","purpose":"marketing","status":"expired","at":"[^"]+","event_id":null\}"/,
+	'NOTIFY consent carries outbox id, event, subject, purpose, status, time and event id');
+
+# Expiry warnings are announced in the same form.
+$node->safe_psql('postgres',
+	"SELECT consent.grant('w1', 'marketing', expires_at => now() + interval '3 days')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM consent.outbox WHERE subject = 'w1' AND event = 'warning'")
+  or die "no warning for w1";
+$heard = $listener->query_safe('SELECT 1');
+like(
+	$heard,
+	qr/payload "\{"id":\d+,"event":"grant","subject":"w1",.*payload "\{"id":\d+,"event":"warning","subject":"w1","purpose":"marketing","status":"granted","at":"[^"]+","event_id":null\}"/s,
+	'the grant and its expiry warning are announced');
 
 # Notifications go out at commit, without those of a rolled-back
 # subtransaction; a prepared transaction sends none but fills the outbox.
@@ -124,9 +136,9 @@ $node->safe_psql(
 	PREPARE TRANSACTION 'p1';
 	COMMIT PREPARED 'p1';});
 $heard = $listener->query_safe('SELECT 1');
-like($heard, qr/"subject": "kept"/, 'a committed change is announced');
-unlike($heard, qr/"subject": "rolled-back"/, 'a rolled-back subtransaction is not');
-unlike($heard, qr/"subject": "prepared"/, 'a prepared transaction is not');
+like($heard, qr/"subject":"kept"/, 'a committed change is announced');
+unlike($heard, qr/"subject":"rolled-back"/, 'a rolled-back subtransaction is not');
+unlike($heard, qr/"subject":"prepared"/, 'a prepared transaction is not');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(subject, ',' ORDER BY id) FROM consent.outbox WHERE subject IN ('rolled-back', 'kept', 'prepared')"),
