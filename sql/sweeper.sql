@@ -23,7 +23,7 @@ SELECT consent.publish_notice('privacy', 1, 'We use your email for marketing.', 
 -- The outbox as a test reads it: no timestamps, no volatile details.
 CREATE VIEW ob AS
 	SELECT id, event, subject, purpose, status, previous_status,
-		   expires_at IS NOT NULL AS expires, event_id, payload
+		   expires_at IS NOT NULL AS expires, event_id IS NOT NULL AS audited, payload
 	  FROM consent.outbox;
 
 --
@@ -66,19 +66,28 @@ SELECT count(*) AS restored_rows FROM consent.outbox WHERE subject = 'restored-1
 COPY (SELECT consent.deny('restored-1', 'marketing')) TO stdout;
 SELECT event, subject, previous_status FROM consent.outbox WHERE subject = 'restored-1';
 
--- A replaced subject key (as erasure does) is an "erase" event.
+-- A change of details only (here: free text) is an "update"; a replaced
+-- subject key is an "erase".
+UPDATE consent.records SET source = 'corrected' WHERE subject = 'carol';
 UPDATE consent.records SET subject = 'pseudonym-1' WHERE subject = 'eve';
-SELECT event, subject, status, previous_status FROM consent.outbox ORDER BY id DESC LIMIT 1;
+SELECT event, subject, status, previous_status FROM consent.outbox ORDER BY id DESC LIMIT 2;
 
--- event_id comes from consent.last_event_id() when the audit trail
--- provides it, looked up by each statement; NULL without it.
-CREATE FUNCTION consent.last_event_id() RETURNS bigint LANGUAGE sql AS 'SELECT 42::bigint';
-SELECT consent.grant('frank', 'marketing');
-CREATE OR REPLACE FUNCTION consent.last_event_id() RETURNS bigint LANGUAGE sql AS 'SELECT NULL::bigint';
-SELECT consent.grant('grace', 'marketing');
-DROP FUNCTION consent.last_event_id();
-SELECT consent.grant('heidi', 'marketing');
-SELECT subject, event_id FROM consent.outbox WHERE subject IN ('frank', 'grace', 'heidi') ORDER BY id;
+-- event_id is the audit event written for the same change (the audit
+-- trigger fires just before the outbox trigger on each row).
+SELECT count(*) AS outbox_rows,
+	   count(*) FILTER (WHERE e.id IS NOT NULL
+						  AND e.subject = o.subject AND e.purpose = o.purpose
+						  AND e.new_status::text = o.status) AS matching_audit_events
+  FROM consent.outbox o LEFT JOIN consent.audit_events e ON e.id = o.event_id;
+
+-- Erasure: the outbox gets an "erase" event under the pseudonym, and the
+-- identifier disappears from the outbox (consent.erase_subject() rewrites
+-- every table with a subject).
+SELECT consent.grant('zoe@example.org', 'marketing', source => 'form of zoe@example.org') IS NOT NULL AS granted;
+SELECT consent.erase_subject('zoe@example.org', 'request 42') IS NOT NULL AS erased;
+SELECT event, subject LIKE 'erased:%' AS pseudonym, status, previous_status, event_id IS NULL AS no_event_id
+  FROM consent.outbox WHERE event = 'erase' AND subject <> 'pseudonym-1';
+SELECT count(*) AS outbox_rows_naming_zoe FROM consent.outbox o WHERE strpos(o::text, 'zoe@example.org') > 0;
 
 -- The trigger function checks how it is fired.
 CREATE TABLE not_records (x integer);
@@ -128,7 +137,7 @@ SELECT consent.grant('w1', 'marketing', expires_at => now() + interval '3 days')
 SELECT consent.grant('w2', 'marketing', expires_at => now() + interval '20 days');
 SELECT consent.grant('w3', 'marketing');
 SELECT * FROM consent.sweep();
-SELECT event, subject, purpose, status, previous_status, expires, event_id, payload FROM ob WHERE event = 'warning';
+SELECT event, subject, purpose, status, previous_status, expires, audited, payload FROM ob WHERE event = 'warning';
 SELECT subject, expires_at = (SELECT expires_at FROM consent.records r WHERE r.subject = w.subject) AS same_expiry
   FROM consent.expiry_warnings w ORDER BY subject;
 -- once: the next sweep sends none
@@ -203,20 +212,29 @@ SELECT pruned FROM consent.sweep();
 RESET consent.outbox_retention;
 
 --
--- 6. Sealing: consent.seal() is called when it exists; an error in a sweep
---    reaches the caller and is kept in consent.sweeper_status.
+-- 6. Sealing: every sweep ends with consent.seal() when it exists (the
+--    audit trail); not in a REPEATABLE READ transaction, where a seal
+--    cannot see what others commit.  An error in a sweep reaches the
+--    caller and is kept in consent.sweeper_status.
 --
-CREATE TABLE seals_made (n integer);
-CREATE FUNCTION consent.seal() RETURNS void LANGUAGE sql AS 'INSERT INTO public.seals_made VALUES (1)';
+SELECT count(*) AS seals_before FROM consent.seals \gset
+SELECT consent.grant('sealme', 'marketing');
 SELECT sealed FROM consent.sweep();
-SELECT count(*) AS seals FROM seals_made;
-CREATE OR REPLACE FUNCTION consent.seal() RETURNS void LANGUAGE plpgsql
-	AS $$BEGIN RAISE EXCEPTION 'seal failed on purpose'; END$$;
+SELECT count(*) - :seals_before AS new_seals FROM consent.seals;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT sealed FROM consent.sweep();
+COMMIT;
+
+CREATE FUNCTION refuse_warnings() RETURNS trigger LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'no warnings today'; END$$;
+CREATE TRIGGER refuse BEFORE INSERT ON consent.outbox
+	FOR EACH ROW WHEN (NEW.event = 'warning') EXECUTE FUNCTION refuse_warnings();
+SELECT consent.grant('late', 'marketing', expires_at => now() + interval '1 day');
 SELECT * FROM consent.sweep();
 SELECT last_error, last_error_at IS NOT NULL AS when_known
   FROM consent.sweeper_status WHERE database = current_database();
-DROP FUNCTION consent.seal();
-DROP TABLE seals_made;
+DROP TRIGGER refuse ON consent.outbox;
+DROP FUNCTION refuse_warnings();
 
 -- The status view: the last sweep's counts, no sweep running now.
 UPDATE consent.records SET status = 'granted', expires_at = now() - interval '1 second' WHERE subject IN ('s2', 's3');

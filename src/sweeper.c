@@ -100,6 +100,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "audit.h"
 #include "consent.h"
 #include "sweeper.h"
 
@@ -591,7 +592,13 @@ sweep_run(Sweep *sw)
 		}
 	}
 
-	/* 4. seal the audit chain, when the audit trail is installed */
+	/*
+	 * 4. seal the audit chain, when the audit trail is installed.  A seal
+	 * must see what concurrent writers commit, so only under READ COMMITTED
+	 * (a consent.sweep() called in a REPEATABLE READ transaction skips it).
+	 */
+	if (IsolationUsesXactSnapshot())
+		return;
 	if (!sweep_batch(sw, "SELECT pg_catalog.to_regprocedure('consent.seal()') IS NOT NULL",
 					 0, NULL, NULL, out, nulls, 1))
 		return;
@@ -720,6 +727,8 @@ consent_sweeper_main(Datum main_arg)
 	 * not wait for each commit to reach disk.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/* batches rely on READ COMMITTED (SKIP LOCKED, rechecks, the seal) */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1215,6 +1224,7 @@ typedef struct OutboxState
 	AttrNumber	r_subject,
 				r_purpose_id,
 				r_status,
+				r_effective_at,
 				r_expires_at,
 				r_notice_key,
 				r_notice_version,
@@ -1376,6 +1386,7 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	st->r_subject = outbox_attnum(rid, "subject");
 	st->r_purpose_id = outbox_attnum(rid, "purpose_id");
 	st->r_status = outbox_attnum(rid, "status");
+	st->r_effective_at = outbox_attnum(rid, "effective_at");
 	st->r_expires_at = outbox_attnum(rid, "expires_at");
 	st->r_notice_key = outbox_attnum(rid, "notice_key");
 	st->r_notice_version = outbox_attnum(rid, "notice_version");
@@ -1757,15 +1768,31 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 	if (oldslot != NULL)
 	{
 		char	   *old_subject = datum_text(oldslot, st->r_subject);
+		Oid			old_status = DatumGetObjectId(slot_getattr(oldslot, st->r_status, &isnull));
+		Datum		old_effective = slot_getattr(oldslot, st->r_effective_at, &isnull);
+		bool		old_expires_null;
+		Datum		old_expires = slot_getattr(oldslot, st->r_expires_at, &old_expires_null);
 
-		previous = status_label(st, DatumGetObjectId(slot_getattr(oldslot, st->r_status, &isnull)));
-		/* a replaced subject key (erasure) is an event of its own */
-		event = strcmp(old_subject, subject) != 0 ? "erase" : outbox_event(previous, status);
+		previous = status_label(st, old_status);
+		if (strcmp(old_subject, subject) != 0)
+			event = "erase";	/* the subject key was replaced */
+		else if (old_status != DatumGetObjectId(slot_getattr(newslot, st->r_status, &isnull)) ||
+				 old_effective != slot_getattr(newslot, st->r_effective_at, &isnull) ||
+				 old_expires_null != expires_null ||
+				 (!expires_null && old_expires != expires_at))
+			event = outbox_event(previous, status);
+		else
+			event = "update";	/* details only, e.g. redacted free text */
 	}
 	else
 		event = outbox_event(NULL, status);
 
-	if (st->has_last_event_id)
+	/*
+	 * The audit event written for this row, if any: the audit trigger fires
+	 * just before this one on the same row.  Erasure writes its single
+	 * event after rewriting the rows, so none of them has one yet.
+	 */
+	if (st->has_last_event_id && !consent_audit_erasing())
 	{
 		LOCAL_FCINFO(callinfo, 0);
 

@@ -12,7 +12,7 @@
 CREATE TABLE consent.outbox (
 	id			bigserial PRIMARY KEY,
 	event		text NOT NULL
-				CHECK (event IN ('grant', 'deny', 'withdraw', 'confirm', 'expire', 'erase', 'warning')),
+				CHECK (event IN ('grant', 'deny', 'withdraw', 'confirm', 'expire', 'erase', 'update', 'warning')),
 	subject		text COLLATE "C" NOT NULL,
 	purpose		text NOT NULL,
 	status		text NOT NULL,
@@ -35,7 +35,7 @@ CREATE INDEX outbox_at_idx ON consent.outbox USING brin (at);
 COMMENT ON TABLE consent.outbox IS
 	'Notification outbox: one row per change of consent.records and per expiry warning, written in the same transaction; read with claim_notifications/ack_notifications';
 COMMENT ON COLUMN consent.outbox.id IS 'delivery order and the id to acknowledge';
-COMMENT ON COLUMN consent.outbox.event IS 'grant, deny, withdraw, confirm, expire, erase (the subject key was replaced) or warning (expiry is near)';
+COMMENT ON COLUMN consent.outbox.event IS 'grant, deny, withdraw, confirm, expire, erase (the subject key was replaced), update (details only, e.g. redacted free text) or warning (expiry is near)';
 COMMENT ON COLUMN consent.outbox.subject IS 'the person (consent.records.subject)';
 COMMENT ON COLUMN consent.outbox.purpose IS 'the purpose key';
 COMMENT ON COLUMN consent.outbox.status IS 'stored status after the change (pending for a grant awaiting confirmation)';
