@@ -96,7 +96,8 @@ count_prove() {
 	if [ -z "$files" ]; then echo "0 1"; return; fi
 	failed=$(sed -n 's/^Failed \([0-9]*\)\/[0-9]* test programs.*/\1/p' "$log" | tail -1)
 	if [ -z "$failed" ]; then
-		grep -q '^Result: PASS' "$log" && failed=0 || failed=$(grep -Ec '\(Wstat: ' "$log")
+		grep -q '^Result: PASS' "$log" && failed=0 || \
+			failed=$(grep -Ec '\(Wstat: [1-9]|\(Wstat: [0-9]+ Tests: [0-9]+ Failed: [1-9]' "$log")
 		[ "$failed" -eq 0 ] && ! grep -q '^Result: PASS' "$log" && failed=1
 	fi
 	echo "$((files - failed)) $failed"

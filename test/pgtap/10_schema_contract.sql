@@ -180,7 +180,7 @@ SELECT is_empty(
 		WHERE provolatile = 'v' AND proparallel = 'u'
 		  AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
 		  -- these write to the database, so PARALLEL UNSAFE is their true label
-		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)')
+		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)', 'consent.sweep()')
 		ORDER BY 1::text$$,
 	'every C function in consent declares its volatility and parallel safety');
 
