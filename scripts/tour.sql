@@ -53,3 +53,15 @@ SET ROLE mailer;
 SELECT count(*) AS visible_after_material_change FROM customers;
 RESET ROLE;
 SELECT purpose, allowed, status, reason FROM consent.decisions(1) WHERE purpose::text = 'marketing.email';
+
+\echo '8. Prove it: every change is an audit event on a per-person hash chain.'
+SELECT id, subject, purpose, action, old_status, new_status, notice_key, method
+  FROM consent.audit_trail WHERE subject IN ('1', '2') ORDER BY id;
+SELECT consent.seal() IS NOT NULL AS sealed;
+SELECT ok, events_checked, seals_checked FROM consent.verify_audit();
+
+\echo '9. Tell applications: every change is in the outbox (and on NOTIFY consent).'
+SELECT id, event, subject, purpose, status FROM consent.outbox ORDER BY id LIMIT 5;
+
+\echo '10. Expiry is swept by the background worker; consent.sweep() runs one sweep now.'
+SELECT * FROM consent.sweep();
