@@ -421,45 +421,6 @@ consent_audit_erasing(void)
  * Catalog lookups
  * ----------------------------------------------------------------
  */
-static Oid
-audit_relid(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"consent.%s\" does not exist", name),
-				 errhint("The consent extension is not installed correctly; reinstall it.")));
-	return relid;
-}
-
-static AttrNumber
-audit_attnum(Oid relid, const char *name)
-{
-	AttrNumber	att = get_attnum(relid, name);
-
-	if (att == InvalidAttrNumber)
-		elog(ERROR, "column \"%s\" of consent relation %u is missing", name, relid);
-	return att;
-}
-
-static Oid
-audit_status_label(Oid nsp, const char *label)
-{
-	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-										CStringGetDatum("status"), ObjectIdGetDatum(nsp));
-	Oid			labeloid;
-
-	if (!OidIsValid(typid))
-		elog(ERROR, "type consent.status is missing");
-	labeloid = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
-							   ObjectIdGetDatum(typid), CStringGetDatum(label));
-	if (!OidIsValid(labeloid))
-		elog(ERROR, "label \"%s\" of type consent.status is missing", label);
-	return labeloid;
-}
-
 static const AuditMeta *
 audit_meta(void)
 {
@@ -476,53 +437,53 @@ audit_meta(void)
 				 errmsg("schema \"consent\" does not exist"),
 				 errhint("Run CREATE EXTENSION consent in this database.")));
 
-	m.records = audit_relid(nsp, "records");
-	m.purposes = audit_relid(nsp, "purposes");
-	m.notices = audit_relid(nsp, "notices");
-	m.purposes_pkey = audit_relid(nsp, "purposes_pkey");
-	m.notices_kvl = audit_relid(nsp, "notices_key_version_locale_key");
-	m.events = audit_relid(nsp, "audit_events");
-	m.events_subject_idx = audit_relid(nsp, "audit_events_subject_idx");
-	m.events_seq = audit_relid(nsp, "audit_events_id_seq");
-	m.chains = audit_relid(nsp, "audit_chains");
+	m.records = consent_relid(nsp, "records");
+	m.purposes = consent_relid(nsp, "purposes");
+	m.notices = consent_relid(nsp, "notices");
+	m.purposes_pkey = consent_relid(nsp, "purposes_pkey");
+	m.notices_kvl = consent_relid(nsp, "notices_key_version_locale_key");
+	m.events = consent_relid(nsp, "audit_events");
+	m.events_subject_idx = consent_relid(nsp, "audit_events_subject_idx");
+	m.events_seq = consent_relid(nsp, "audit_events_id_seq");
+	m.chains = consent_relid(nsp, "audit_chains");
 
-	m.r_subject = audit_attnum(m.records, "subject");
-	m.r_purpose_id = audit_attnum(m.records, "purpose_id");
-	m.r_status = audit_attnum(m.records, "status");
-	m.r_expires_at = audit_attnum(m.records, "expires_at");
-	m.r_notice_key = audit_attnum(m.records, "notice_key");
-	m.r_notice_version = audit_attnum(m.records, "notice_version");
-	m.r_method = audit_attnum(m.records, "method");
-	m.r_source = audit_attnum(m.records, "source");
-	m.r_actor = audit_attnum(m.records, "actor");
-	m.r_reason = audit_attnum(m.records, "reason");
-	m.r_evidence = audit_attnum(m.records, "evidence");
-	m.r_recorded_at = audit_attnum(m.records, "recorded_at");
+	m.r_subject = consent_attnum(m.records, "subject");
+	m.r_purpose_id = consent_attnum(m.records, "purpose_id");
+	m.r_status = consent_attnum(m.records, "status");
+	m.r_expires_at = consent_attnum(m.records, "expires_at");
+	m.r_notice_key = consent_attnum(m.records, "notice_key");
+	m.r_notice_version = consent_attnum(m.records, "notice_version");
+	m.r_method = consent_attnum(m.records, "method");
+	m.r_source = consent_attnum(m.records, "source");
+	m.r_actor = consent_attnum(m.records, "actor");
+	m.r_reason = consent_attnum(m.records, "reason");
+	m.r_evidence = consent_attnum(m.records, "evidence");
+	m.r_recorded_at = consent_attnum(m.records, "recorded_at");
 
-	m.p_id = audit_attnum(m.purposes, "id");
-	m.p_key = audit_attnum(m.purposes, "key");
-	m.p_created_at = audit_attnum(m.purposes, "created_at");
-	m.p_retired_at = audit_attnum(m.purposes, "retired_at");
+	m.p_id = consent_attnum(m.purposes, "id");
+	m.p_key = consent_attnum(m.purposes, "key");
+	m.p_created_at = consent_attnum(m.purposes, "created_at");
+	m.p_retired_at = consent_attnum(m.purposes, "retired_at");
 
-	m.n_id = audit_attnum(m.notices, "id");
-	m.n_key = audit_attnum(m.notices, "key");
-	m.n_version = audit_attnum(m.notices, "version");
-	m.n_body_sha256 = audit_attnum(m.notices, "body_sha256");
-	m.n_published_at = audit_attnum(m.notices, "published_at");
+	m.n_id = consent_attnum(m.notices, "id");
+	m.n_key = consent_attnum(m.notices, "key");
+	m.n_version = consent_attnum(m.notices, "version");
+	m.n_body_sha256 = consent_attnum(m.notices, "body_sha256");
+	m.n_published_at = consent_attnum(m.notices, "published_at");
 
-	m.c_subject = audit_attnum(m.chains, "subject");
-	m.c_secret = audit_attnum(m.chains, "secret");
-	m.c_started_at = audit_attnum(m.chains, "started_at");
-	m.c_erased_at = audit_attnum(m.chains, "erased_at");
+	m.c_subject = consent_attnum(m.chains, "subject");
+	m.c_secret = consent_attnum(m.chains, "secret");
+	m.c_started_at = consent_attnum(m.chains, "started_at");
+	m.c_erased_at = consent_attnum(m.chains, "erased_at");
 
 	for (int f = 0; f < AF_NFIELDS; f++)
-		m.e_att[f] = audit_attnum(m.events, audit_fields[f].name);
+		m.e_att[f] = consent_attnum(m.events, audit_fields[f].name);
 
-	m.st_pending = audit_status_label(nsp, "pending");
-	m.st_granted = audit_status_label(nsp, "granted");
-	m.st_denied = audit_status_label(nsp, "denied");
-	m.st_withdrawn = audit_status_label(nsp, "withdrawn");
-	m.st_expired = audit_status_label(nsp, "expired");
+	m.st_pending = consent_enum_label(nsp, "status", "pending");
+	m.st_granted = consent_enum_label(nsp, "status", "granted");
+	m.st_denied = consent_enum_label(nsp, "status", "denied");
+	m.st_withdrawn = consent_enum_label(nsp, "status", "withdrawn");
+	m.st_expired = consent_enum_label(nsp, "status", "expired");
 
 	meta = m;
 	meta_valid = true;

@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "access/attnum.h"
+
 /* Limits of a subject key, in bytes. */
 #define CONSENT_SUBJECT_MAX_BYTES	256
 
@@ -22,6 +24,12 @@ extern char *consent_actor;
 
 /* sweeper.c: settings, and under shared_preload_libraries the launcher */
 extern void consent_sweeper_init(void);
+
+/* util.c: the extension's own objects, with clear errors when missing */
+extern Oid	consent_namespace(void);
+extern Oid	consent_relid(Oid nsp, const char *name);
+extern AttrNumber consent_attnum(Oid relid, const char *name);
+extern Oid	consent_enum_label(Oid nsp, const char *type, const char *label);
 
 /* purpose_key.c */
 extern void purpose_key_validate(const char *str, int len);

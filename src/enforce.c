@@ -80,59 +80,6 @@ PG_FUNCTION_INFO_V1(consent_explain);
  * ----------------------------------------------------------------
  */
 
-static Oid
-consent_namespace(void)
-{
-	Oid			nsp = get_namespace_oid("consent", true);
-
-	if (!OidIsValid(nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_SCHEMA),
-				 errmsg("schema \"consent\" does not exist"),
-				 errhint("Run CREATE EXTENSION consent in this database.")));
-	return nsp;
-}
-
-static Oid
-consent_relid(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"consent.%s\" does not exist", name),
-				 errhint("The consent extension is not installed correctly; reinstall it.")));
-	return relid;
-}
-
-static AttrNumber
-consent_attnum(Oid relid, const char *name)
-{
-	AttrNumber	att = get_attnum(relid, name);
-
-	if (att == InvalidAttrNumber)
-		elog(ERROR, "column \"%s\" of consent table %u is missing", name, relid);
-	return att;
-}
-
-static Oid
-consent_enum_label(Oid nsp, const char *type, const char *label)
-{
-	Oid			typid;
-	Oid			labeloid;
-
-	typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-							CStringGetDatum(type), ObjectIdGetDatum(nsp));
-	if (!OidIsValid(typid))
-		elog(ERROR, "type consent.%s is missing", type);
-	labeloid = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
-							   ObjectIdGetDatum(typid), CStringGetDatum(label));
-	if (!OidIsValid(labeloid))
-		elog(ERROR, "label \"%s\" of type consent.%s is missing", label, type);
-	return labeloid;
-}
-
 void
 consent_meta_load(ConsentMeta *m)
 {

@@ -1259,32 +1259,6 @@ typedef struct PurposeKeyEntry
 	char	   *key;
 } PurposeKeyEntry;
 
-static AttrNumber
-outbox_attnum(Oid relid, const char *name)
-{
-	AttrNumber	a = get_attnum(relid, name);
-
-	if (a == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of relation \"%s\" does not exist", name, get_rel_name(relid)),
-				 errhint("The consent extension's objects were changed; reinstall the extension.")));
-	return a;
-}
-
-static Oid
-outbox_relid(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.%s\" does not exist", get_namespace_name(nsp), name),
-				 errhint("The consent extension's objects were changed; reinstall the extension.")));
-	return relid;
-}
-
 /*
  * Is the statement being run a COPY FROM into relation "relid"?  That is
  * how pg_dump's output (plain, or through pg_restore) loads consent.records
@@ -1338,7 +1312,7 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	}
 	st->rowcxt = AllocSetContextCreate(cxt, "consent outbox row", ALLOCSET_SMALL_SIZES);
 
-	st->outbox = outbox_relid(nsp, "outbox");
+	st->outbox = consent_relid(nsp, "outbox");
 	seqs = getOwnedSequences(st->outbox);
 	if (seqs == NIL)
 		elog(ERROR, "relation \"outbox\" owns no sequence");
@@ -1371,32 +1345,32 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		table_close(rel, NoLock);
 		MemoryContextSwitchTo(old);
 	}
-	st->o_id = outbox_attnum(st->outbox, "id");
-	st->o_event = outbox_attnum(st->outbox, "event");
-	st->o_subject = outbox_attnum(st->outbox, "subject");
-	st->o_purpose = outbox_attnum(st->outbox, "purpose");
-	st->o_status = outbox_attnum(st->outbox, "status");
-	st->o_previous_status = outbox_attnum(st->outbox, "previous_status");
-	st->o_expires_at = outbox_attnum(st->outbox, "expires_at");
-	st->o_at = outbox_attnum(st->outbox, "at");
-	st->o_event_id = outbox_attnum(st->outbox, "event_id");
-	st->o_payload = outbox_attnum(st->outbox, "payload");
-	st->o_attempts = outbox_attnum(st->outbox, "attempts");
+	st->o_id = consent_attnum(st->outbox, "id");
+	st->o_event = consent_attnum(st->outbox, "event");
+	st->o_subject = consent_attnum(st->outbox, "subject");
+	st->o_purpose = consent_attnum(st->outbox, "purpose");
+	st->o_status = consent_attnum(st->outbox, "status");
+	st->o_previous_status = consent_attnum(st->outbox, "previous_status");
+	st->o_expires_at = consent_attnum(st->outbox, "expires_at");
+	st->o_at = consent_attnum(st->outbox, "at");
+	st->o_event_id = consent_attnum(st->outbox, "event_id");
+	st->o_payload = consent_attnum(st->outbox, "payload");
+	st->o_attempts = consent_attnum(st->outbox, "attempts");
 
-	st->r_subject = outbox_attnum(rid, "subject");
-	st->r_purpose_id = outbox_attnum(rid, "purpose_id");
-	st->r_status = outbox_attnum(rid, "status");
-	st->r_effective_at = outbox_attnum(rid, "effective_at");
-	st->r_expires_at = outbox_attnum(rid, "expires_at");
-	st->r_notice_key = outbox_attnum(rid, "notice_key");
-	st->r_notice_version = outbox_attnum(rid, "notice_version");
-	st->r_method = outbox_attnum(rid, "method");
-	st->r_source = outbox_attnum(rid, "source");
+	st->r_subject = consent_attnum(rid, "subject");
+	st->r_purpose_id = consent_attnum(rid, "purpose_id");
+	st->r_status = consent_attnum(rid, "status");
+	st->r_effective_at = consent_attnum(rid, "effective_at");
+	st->r_expires_at = consent_attnum(rid, "expires_at");
+	st->r_notice_key = consent_attnum(rid, "notice_key");
+	st->r_notice_version = consent_attnum(rid, "notice_version");
+	st->r_method = consent_attnum(rid, "method");
+	st->r_source = consent_attnum(rid, "source");
 
-	st->purposes = outbox_relid(nsp, "purposes");
-	st->purposes_pkey = outbox_relid(nsp, "purposes_pkey");
-	st->p_id = outbox_attnum(st->purposes, "id");
-	st->p_key = outbox_attnum(st->purposes, "key");
+	st->purposes = consent_relid(nsp, "purposes");
+	st->purposes_pkey = consent_relid(nsp, "purposes_pkey");
+	st->p_id = consent_attnum(st->purposes, "id");
+	st->p_key = consent_attnum(st->purposes, "key");
 	getTypeOutputInfo(get_atttype(st->purposes, st->p_key), &st->key_output, &varlena);
 
 	memset(&hctl, 0, sizeof(hctl));

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * util.c
- *		Small immutable helpers used by the registry: the SHA-256 of a
- *		notice body and the edit distance behind "did you mean" hints.
+ *		Small helpers: the SHA-256 of a notice body, the edit distance behind
+ *		"did you mean" hints, and the catalog lookups of the extension's own
+ *		objects that the C parts share.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,6 +14,11 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
+#include "catalog/pg_type.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "consent.h"
 
@@ -65,3 +71,66 @@ consent_edit_distance(PG_FUNCTION_ARGS)
 									   VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
 									   1, 1, 1, false));
 }
+
+/* ----------------------------------------------------------------
+ * Catalog lookups of the extension's objects (schema consent)
+ * ----------------------------------------------------------------
+ */
+
+Oid
+consent_namespace(void)
+{
+	Oid			nsp = get_namespace_oid("consent", true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"consent\" does not exist"),
+				 errhint("Run CREATE EXTENSION consent in this database.")));
+	return nsp;
+}
+
+Oid
+consent_relid(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"consent.%s\" does not exist", name),
+				 errhint("The consent extension is not installed correctly; reinstall it.")));
+	return relid;
+}
+
+AttrNumber
+consent_attnum(Oid relid, const char *name)
+{
+	AttrNumber	att = get_attnum(relid, name);
+
+	if (att == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"consent.%s\" does not exist",
+						name, get_rel_name(relid)),
+				 errhint("The consent extension's objects were changed; reinstall the extension.")));
+	return att;
+}
+
+Oid
+consent_enum_label(Oid nsp, const char *type, const char *label)
+{
+	Oid			typid;
+	Oid			labeloid;
+
+	typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							CStringGetDatum(type), ObjectIdGetDatum(nsp));
+	if (!OidIsValid(typid))
+		elog(ERROR, "type consent.%s is missing", type);
+	labeloid = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
+							   ObjectIdGetDatum(typid), CStringGetDatum(label));
+	if (!OidIsValid(labeloid))
+		elog(ERROR, "label \"%s\" of type consent.%s is missing", label, type);
+	return labeloid;
+}
+
