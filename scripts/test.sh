@@ -7,6 +7,7 @@
 #   pgtap      pg_prove, test/pgtap/ (on a scratch server)
 #   tap        prove, Perl TAP on real clusters, test/t/
 #   lint       versions agree; the C builds with -Wall -Wextra -Werror
+#   docs       the SQL examples of docs/*.md give the output they show
 #
 # Ends with "N passed, N failed" (one unit: a test file or spec) and exits
 # non-zero on any failure or on a suite that ran nothing.  Run it as root
@@ -40,7 +41,7 @@ cd "$WORK/tree"
 TOTAL_PASS=0
 TOTAL_FAIL=0
 SUMMARY=()
-SUITES=${SUITES:-lint regress isolation pgtap tap}
+SUITES=${SUITES:-lint regress isolation pgtap tap docs}
 
 record() {	# suite passed failed
 	local suite=$1 p=${2:-0} f=${3:-0}
@@ -148,6 +149,20 @@ run_lint() {
 		cat "$WORK/lint.log"; echo "FAILED: compiler warnings"; f=$((f + 1))
 	fi
 	record lint "$p" "$f"
+}
+
+# The SQL examples of the reference pages, run against a scratch server and
+# compared with the output the pages show (scripts/check_docs.py).
+DOC_PAGES=${DOC_PAGES:-docs/purposes.md docs/notices.md docs/recording.md docs/privileges.md docs/errors.md}
+run_docs() {
+	local p f
+	echo "== docs: $(echo $DOC_PAGES | wc -w) pages"
+	SCRATCH_PORT=5495 start_scratch_server "$WORK/docs"
+	as_pg python3 scripts/check_docs.py $DOC_PAGES 2>&1 | tee "$WORK/docs.log"
+	stop_scratch_server "$WORK/docs"
+	p=$(grep -c '^ok: ' "$WORK/docs.log")
+	f=$(grep -c '^FAILED: ' "$WORK/docs.log")
+	record docs "$p" "$f"
 }
 
 for s in $SUITES; do
