@@ -7,7 +7,7 @@ pkgs=(
 	make gcc libc6-dev
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-	libipc-run-perl perl
+	libipc-run-perl perl python3 coreutils
 )
 
 missing=()
