@@ -54,6 +54,16 @@ record() {	# suite passed failed
 	SUMMARY+=("$(printf '%-10s %3d passed, %d failed' "$suite" "$p" "$f")")
 }
 
+# A listed test that reported no result (the runner stopped early) fails.
+record_listed() {	# suite listed passed failed
+	local suite=$1 listed=$2 p=${3:-0} f=${4:-0}
+	if [ $((p + f)) -lt "$listed" ]; then
+		echo "!! suite $suite: $((listed - p - f)) of $listed tests reported no result"
+		f=$((listed - p))
+	fi
+	record "$suite" "$p" "$f"
+}
+
 # pg_regress (PG 15) prints "test name ... ok" / "... FAILED" per test.
 count_regress() {
 	local log=$1
@@ -73,7 +83,7 @@ run_regress() {
 		--inputdir=. --outputdir="$WORK/out_regress" --dbname=contrib_regression \
 		$tests 2>&1 | tee "$WORK/regress.log"
 	[ -f "$WORK/out_regress/regression.diffs" ] && head -200 "$WORK/out_regress/regression.diffs"
-	record regress $(count_regress "$WORK/regress.log")
+	record_listed regress "$(echo $tests | wc -w)" $(count_regress "$WORK/regress.log")
 }
 
 run_isolation() {
@@ -86,7 +96,7 @@ run_isolation() {
 		--inputdir=test/isolation --outputdir="$WORK/out_iso" --dbname=isolation_regression \
 		$specs 2>&1 | tee "$WORK/isolation.log"
 	[ -f "$WORK/out_iso/regression.diffs" ] && head -200 "$WORK/out_iso/regression.diffs"
-	record isolation $(count_regress "$WORK/isolation.log")
+	record_listed isolation "$(echo $specs | wc -w)" $(count_regress "$WORK/isolation.log")
 }
 
 # prove / pg_prove: count test files from the closing summary

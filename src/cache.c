@@ -20,10 +20,13 @@
  *	   the consent tables has become visible, or invisible, relative to the
  *	   snapshot it was built under.
  *
- * How the shared scope stays exact.  A statement trigger on the three
- * tables (ENABLE ALWAYS, so replicas and session_replication_role =
- * replica fire it too) registers the writing transaction's top-level xid
- * in a ring in shared memory before its first write.  A scope remembers
+ * How the shared scope stays exact.  BEFORE triggers on the three tables,
+ * per statement and per row (ENABLE ALWAYS, so that
+ * session_replication_role = replica fires them too; logical replication's
+ * apply worker fires only the row ones), register the writing
+ * transaction's top-level xid in a ring in shared memory before its first
+ * write.  A scope built while any of them is disabled is used for its own
+ * snapshot only.  A scope remembers
  * the ring position when it was built and which registered writers its
  * snapshot did not see.  It is valid for a later snapshot S when:
  *
@@ -189,20 +192,30 @@ consent_note_write(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TransactionId xid;
+	Datum		result = PointerGetDatum(NULL);
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("consent.note_write() must be called as a trigger")));
-	if (!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("consent.note_write() must be fired BEFORE, FOR EACH STATEMENT")));
+				 errmsg("consent.note_write() must be fired BEFORE")));
+
+	/*
+	 * Fired per statement (and for TRUNCATE) and per row: logical
+	 * replication's apply worker fires row triggers only.  A row trigger
+	 * must hand the row on unchanged.
+	 */
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		result = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+			PointerGetDatum(trigdata->tg_newtuple) :
+			PointerGetDatum(trigdata->tg_trigtuple);
 
 	xid = GetTopTransactionId();
 	if (TransactionIdEquals(xid, my_writer_xid))
-		return PointerGetDatum(NULL);
+		return result;
 
 	if (ring != NULL)
 	{
@@ -220,7 +233,7 @@ consent_note_write(PG_FUNCTION_ARGS)
 		LWLockRelease(ring->lock);
 	}
 	my_writer_xid = xid;
-	return PointerGetDatum(NULL);
+	return result;
 }
 
 static int
@@ -417,6 +430,38 @@ cache_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		s->stale = true;
 }
 
+/*
+ * Are the registering triggers (note_write, note_write_row) enabled on the
+ * three tables?  ALTER TABLE ... DISABLE TRIGGER (or pg_restore
+ * --disable-triggers) would let writes go unregistered.
+ */
+static bool
+writer_triggers_enabled(const ConsentMeta *m)
+{
+	Oid			rels[3] = {m->records, m->purposes, m->notices};
+
+	for (int i = 0; i < 3; i++)
+	{
+		Relation	rel = table_open(rels[i], AccessShareLock);
+		TriggerDesc *td = rel->trigdesc;
+		int			found = 0;
+
+		for (int t = 0; td != NULL && t < td->numtriggers; t++)
+		{
+			Trigger    *trig = &td->triggers[t];
+
+			if ((strcmp(trig->tgname, "note_write") == 0 ||
+				 strcmp(trig->tgname, "note_write_row") == 0) &&
+				trig->tgenabled == TRIGGER_FIRES_ALWAYS)
+				found++;
+		}
+		table_close(rel, NoLock);
+		if (found < 2)
+			return false;
+	}
+	return true;
+}
+
 static CacheScope *
 scope_build(Snapshot snap, bool shared)
 {
@@ -499,6 +544,8 @@ scope_build(Snapshot snap, bool shared)
 
 	consent_meta_load(&scope->meta);
 	consent_catalog_load(&scope->cat, &scope->meta, snap, cxt);
+	if (shared && !writer_triggers_enabled(&scope->meta))
+		scope->stale = true;	/* writes may go unregistered */
 	{
 		Relation	rel = table_open(scope->meta.records, AccessShareLock);
 
@@ -597,6 +644,7 @@ callsite_remember_snapshot(CallSite *cs, Snapshot snap)
 	cs->snap_subxcnt = snap->subxcnt;
 	cs->snap_suboverflowed = snap->suboverflowed;
 	cs->snap_recovery = snap->takenDuringRecovery;
+	cs->snap_lxid = MyProc->lxid;
 	if (cs->snap_xip)
 		pfree(cs->snap_xip);
 	if (cs->snap_subxip)

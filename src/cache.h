@@ -13,6 +13,7 @@
 
 #include "access/attnum.h"
 #include "fmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 #include "utils/snapshot.h"
@@ -107,6 +108,7 @@ typedef struct CallSite
 	int32		snap_subxcnt;
 	bool		snap_suboverflowed;
 	bool		snap_recovery;
+	LocalTransactionId snap_lxid;	/* a scope may be freed at commit */
 	TransactionId *snap_xip;
 	TransactionId *snap_subxip;
 
@@ -156,6 +158,7 @@ static inline bool
 consent_same_snapshot(const CallSite *cs, Snapshot snap)
 {
 	if (snap->xmin != cs->snap_xmin || snap->xmax != cs->snap_xmax ||
+		MyProc->lxid != cs->snap_lxid ||
 		snap->curcid != cs->snap_cid || snap->xcnt != cs->snap_xcnt ||
 		snap->subxcnt != cs->snap_subxcnt ||
 		snap->suboverflowed != cs->snap_suboverflowed ||

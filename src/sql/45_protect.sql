@@ -26,6 +26,21 @@ COMMENT ON COLUMN consent.protections.enabled_rls IS 'protect() enabled row leve
 COMMENT ON COLUMN consent.protections.protected_at IS 'when the policy was (re)created';
 COMMENT ON INDEX consent.protections_pkey IS 'one protection per (table, purpose)';
 
+-- The name of the policy that gates a table on a purpose: consent:<key>,
+-- or, where that would pass PostgreSQL's 63-byte limit on names, the key's
+-- first 45 bytes and 8 hex digits of its MD5.
+CREATE FUNCTION consent.policy_name(purpose consent.purpose_key) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (CASE WHEN octet_length('consent:' || purpose::text) <= 63
+				 THEN 'consent:' || purpose::text
+				 ELSE 'consent:' || left(purpose::text, 45) || '~' || left(md5(purpose::text), 8)
+			END)::name
+$$;
+COMMENT ON FUNCTION consent.policy_name(consent.purpose_key) IS
+	'Name of the policy consent.protect() creates for a purpose (shortened with a hash past 63 bytes)';
+
 -- The privileged half of protect() and unprotect().  They run as the
 -- caller, so that PostgreSQL itself checks table ownership when they
 -- create or drop the policy; what needs more than that goes through these
@@ -48,7 +63,7 @@ DECLARE
 	grantee text;
 BEGIN
 	SELECT po.polroles INTO v_roles FROM pg_catalog.pg_policy po
-	 WHERE po.polrelid = tbl AND po.polname = 'consent:' || purpose::text
+	 WHERE po.polrelid = tbl AND po.polname = consent.policy_name(purpose)
 	   AND NOT po.polpermissive;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'table % has no policy "consent:%"', tbl, purpose
@@ -99,7 +114,7 @@ DECLARE
 	v_rls boolean;
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy po
-				WHERE po.polrelid = tbl AND po.polname = 'consent:' || purpose::text) THEN
+				WHERE po.polrelid = tbl AND po.polname = consent.policy_name(purpose)) THEN
 		RAISE EXCEPTION 'the policy "consent:%" on % still exists', purpose, tbl
 			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Use consent.unprotect().';
 	END IF;
@@ -229,15 +244,15 @@ BEGIN
 	END IF;
 
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-				WHERE p.polrelid = tbl AND p.polname = 'consent:' || purpose::text) THEN
-		EXECUTE format('DROP POLICY %I ON %s', 'consent:' || purpose::text, tbl);
+				WHERE p.polrelid = tbl AND p.polname = consent.policy_name(purpose)) THEN
+		EXECUTE format('DROP POLICY %I ON %s', consent.policy_name(purpose), tbl);
 	END IF;
 	-- For UPDATE and ALL the check applies to new rows too (PostgreSQL uses
 	-- USING as WITH CHECK): a gated role cannot write a row it could not
 	-- read, and a unique key cannot be probed through INSERT.
 	EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR %s TO %s USING (consent.has(%s, %L::consent.purpose_key))',
-				   'consent:' || purpose::text, tbl, v_cmd, v_roles, v_expr, purpose::text);
-	EXECUTE format('COMMENT ON POLICY %I ON %s IS %L', 'consent:' || purpose::text, tbl,
+				   consent.policy_name(purpose), tbl, v_cmd, v_roles, v_expr, purpose::text);
+	EXECUTE format('COMMENT ON POLICY %I ON %s IS %L', consent.policy_name(purpose), tbl,
 				   'consent: rows need current consent to ' || purpose::text || ' (consent.protect)');
 	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 
@@ -269,7 +284,7 @@ BEGIN
 		RAISE EXCEPTION 'table % is not protected for purpose "%"', tbl, purpose
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'consent:' || purpose::text, tbl);
+	EXECUTE format('DROP POLICY IF EXISTS %I ON %s', consent.policy_name(purpose), tbl);
 	SELECT f.drop_base, f.disable_rls INTO v_base, v_rls
 	  FROM consent.forget_protection(tbl, purpose) f;
 	-- The last consent policy undoes what protect() did: consent:base goes,
@@ -297,7 +312,7 @@ SELECT n.nspname::text AS table_schema,
 	   c.relrowsecurity AS rls_enabled,
 	   c.relforcerowsecurity AS rls_forced,
 	   EXISTS (SELECT 1 FROM pg_catalog.pg_policy po
-				WHERE po.polrelid = c.oid AND po.polname = 'consent:' || pr.purpose::text) AS policy_present,
+				WHERE po.polrelid = c.oid AND po.polname = consent.policy_name(pr.purpose)) AS policy_present,
 	   pr.protected_at
   FROM consent.protections pr
   JOIN pg_catalog.pg_class c ON c.oid = pr.relation
@@ -319,6 +334,7 @@ GRANT EXECUTE ON FUNCTION
 	consent.unprotect(regclass, consent.purpose_key)
 	TO consent_admin;
 GRANT SELECT ON consent.protected_tables TO consent_admin, consent_reader;
+GRANT EXECUTE ON FUNCTION consent.policy_name(consent.purpose_key) TO consent_admin, consent_reader;
 SELECT pg_catalog.pg_extension_config_dump('consent.protections', '');
 -- protect() runs as its caller (only a table's owner may change its
 -- policies); what it needs of the extension is granted to consent_admin.
