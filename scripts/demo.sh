@@ -7,9 +7,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-. scripts/env.sh
-
+# Packages first: env.sh asks pg_config, which they bring.
 ./scripts/deps.sh
+. scripts/env.sh
 echo "== build"
 make -s PG_CONFIG="$PG_CONFIG"
 echo "== install into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/extension"
@@ -31,7 +31,8 @@ export SCRATCH_PORT
 start_scratch_server "$DIR"
 as_pg "$BIN/createdb" consent_demo
 echo "== tour"
-as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -d consent_demo -f scripts/tour.sql
+# on stdin: postgres may not be able to read a clone under /root
+as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -d consent_demo -f - <scripts/tour.sql
 if [ "${KEEP:-0}" = 1 ]; then
 	echo "server left running: psql -h $DIR -p $SCRATCH_PORT -U postgres consent_demo"
 fi

@@ -19,9 +19,9 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Packages first: env.sh asks pg_config, which they bring.
+./scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 . scripts/env.sh
-
-./scripts/deps.sh || exit 1
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/consent-test.XXXXXX")
