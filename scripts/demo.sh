@@ -26,13 +26,15 @@ chmod 755 "$DIR"
 if [ "${KEEP:-0}" != 1 ]; then
 	trap 'stop_scratch_server "$DIR"; rm -rf "$DIR"' EXIT
 fi
+# postgres may not enter a clone under /root: work from the scratch dir
+cd "$DIR"
 echo "== scratch server in $DIR (socket only, port ${SCRATCH_PORT:=5496})"
 export SCRATCH_PORT
 start_scratch_server "$DIR"
 as_pg "$BIN/createdb" consent_demo
 echo "== tour"
 # on stdin: postgres may not be able to read a clone under /root
-as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -d consent_demo -f - <scripts/tour.sql
+as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -d consent_demo -f - <"$ROOT/scripts/tour.sql"
 if [ "${KEEP:-0}" = 1 ]; then
 	echo "server left running: psql -h $DIR -p $SCRATCH_PORT -U postgres consent_demo"
 fi
