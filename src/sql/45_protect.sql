@@ -62,6 +62,12 @@ DECLARE
 	r oid;
 	grantee text;
 BEGIN
+	-- Called by protect() on behalf of the table's owner; refuse anyone
+	-- whose login role could not have acted as the owner.
+	IF NOT pg_catalog.pg_has_role(session_user,
+			(SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
+	END IF;
 	SELECT po.polroles INTO v_roles FROM pg_catalog.pg_policy po
 	 WHERE po.polrelid = tbl AND po.polname = consent.policy_name(purpose)
 	   AND NOT po.polpermissive;
@@ -113,6 +119,10 @@ DECLARE
 	v_base boolean;
 	v_rls boolean;
 BEGIN
+	IF NOT pg_catalog.pg_has_role(session_user,
+			(SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
+	END IF;
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy po
 				WHERE po.polrelid = tbl AND po.polname = consent.policy_name(purpose)) THEN
 		RAISE EXCEPTION 'the policy "consent:%" on % still exists', purpose, tbl
