@@ -46,7 +46,7 @@ SELECT is_empty(
 -- -----------------------------------------------------------------------
 
 CREATE ROLE consent_t30_attacker LOGIN;
-GRANT consent_admin, consent_recorder, consent_reader TO consent_t30_attacker;
+GRANT consent_admin, consent_recorder, consent_reader, consent_relay TO consent_t30_attacker;
 CREATE SCHEMA attacker AUTHORIZATION consent_t30_attacker;
 
 CREATE SCHEMA t30;
@@ -437,7 +437,39 @@ INSERT INTO steps (step, sql, expected) VALUES
 	('define_purpose under a retired parent',
 	 $$SELECT consent.define_purpose('sp_%1$s.sms', 'SMS')$$, 'ERROR 55000'),
 	('publish_notice covering a retired purpose',
-	 $$SELECT consent.publish_notice('n-%1$s', 3, 'x', ARRAY['sp_%1$s']::consent.purpose_key[])$$, 'ERROR 55000');
+	 $$SELECT consent.publish_notice('n-%1$s', 3, 'x', ARRAY['sp_%1$s']::consent.purpose_key[])$$, 'ERROR 55000'),
+	-- the audit trail, the sweeper and the outbox
+	('seal',
+	 $$SELECT consent.seal() IS NOT NULL$$, 'true'),
+	('verify_audit',
+	 $$SELECT (consent.verify_audit()).ok$$, 'true'),
+	('verify_audit of one subject',
+	 $$SELECT (consent.verify_audit('s_%1$s_2'::pg_catalog.text)).ok$$, 'true'),
+	('export_subject text',
+	 $$SELECT consent.export_subject('s_%1$s_2'::pg_catalog.text) IS NOT NULL$$, 'true'),
+	('export_subject bigint',
+	 $$SELECT consent.export_subject(1002::pg_catalog.int8) IS NOT NULL$$, 'true'),
+	('export_subject uuid',
+	 $$SELECT consent.export_subject('00000000-0000-0000-0000-00000000000%1$s'::pg_catalog.uuid) IS NOT NULL$$, 'true'),
+	('receipt',
+	 $$SELECT consent.receipt((SELECT pg_catalog.max(t.id) FROM consent.audit_trail t
+							   WHERE pg_catalog.texteq(t.action, 'grant'))) IS NOT NULL$$, 'true'),
+	('erase_subject text',
+	 $$SELECT consent.erase_subject('s_%1$s_9'::pg_catalog.text, 'request') IS NOT NULL$$, 'true'),
+	('erase_subject bigint',
+	 $$SELECT consent.erase_subject(1003::pg_catalog.int8, 'request') IS NOT NULL$$, 'true'),
+	('erase_subject uuid',
+	 $$SELECT consent.erase_subject('00000000-0000-0000-0000-00000000000%1$s'::pg_catalog.uuid, 'request') IS NOT NULL$$, 'true'),
+	('verify_audit after erasure',
+	 $$SELECT (consent.verify_audit()).ok$$, 'true'),
+	('sweep',
+	 $$SELECT (consent.sweep()).expired >= 0$$, 'true'),
+	('claim_notifications',
+	 $$SELECT pg_catalog.count(*) >= 0 FROM consent.claim_notifications(10, '1 minute'::pg_catalog.interval)$$, 'true'),
+	('ack_notifications',
+	 $$SELECT consent.ack_notifications(ARRAY[]::pg_catalog.int8[])$$, '0'),
+	('expiring',
+	 $$SELECT pg_catalog.count(*) >= 0 FROM consent.expiring('30 days'::pg_catalog.interval)$$, 'true');
 
 INSERT INTO t30.plan (variant, n, step, sql, expected)
 SELECT v, s.n, s.step, format(s.sql, v), format(s.expected, v)
@@ -508,7 +540,7 @@ SELECT diag('SECURITY DEFINER function not exercised here yet: ' || f)
 			SELECT 1 FROM t30.plan pl
 			 WHERE pl.variant = 'a'
 			   AND pl.sql ~ ('consent\.' || p.proname || '\(')
-			   AND (p.proargtypes[0] NOT IN ('bigint'::regtype, 'uuid'::regtype)
+			   AND (coalesce(p.proargtypes[0] NOT IN ('bigint'::regtype, 'uuid'::regtype), true)
 					OR pl.sql ~ ('consent\.' || p.proname || '\([^,]*::pg_catalog\.'
 								 || CASE p.proargtypes[0] WHEN 'bigint'::regtype THEN 'int8' ELSE 'uuid' END)))) x
  ORDER BY f;
