@@ -104,7 +104,10 @@ DECLARE
 	v_actor text;
 	m text[];
 BEGIN
-	PERFORM consent.check_subject(p_subject);
+	-- consent.check_subject's rules, written out: this runs on every call
+	IF p_subject IS NULL OR p_subject = '' OR octet_length(p_subject) > 256 THEN
+		PERFORM consent.check_subject(p_subject);	-- raises the right error
+	END IF;
 	IF p_purpose IS NULL THEN
 		RAISE EXCEPTION 'purpose must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
