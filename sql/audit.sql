@@ -5,22 +5,7 @@
 -- consent.last_event_id(); reloads of audited rows; verify_audit() and
 -- seals on an untouched trail.
 --
-\set VERBOSITY terse
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS consent CASCADE;
-CREATE EXTENSION consent;
-RESET client_min_messages;
-
--- What a statement raises, as SQLSTATE and message ('ok' when nothing).
-CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i sql/include/audit_setup.sql
 
 -- The trail in a stable form: no times, transaction ids or hashes.
 CREATE VIEW pg_temp.trail AS

@@ -3,21 +3,7 @@
 -- identifier everywhere by a keyed pseudonym, records the erasure as an
 -- event, and leaves counts, views and verify_audit() working.
 --
-\set VERBOSITY terse
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS consent CASCADE;
-CREATE EXTENSION consent;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i sql/include/audit_setup.sql
 
 -- Rows of every table of the extension whose text form contains s.
 CREATE FUNCTION pg_temp.mentions(s text) RETURNS TABLE (tbl text, n bigint)

@@ -2,21 +2,7 @@
 -- The BI views (audit_trail, current_consents, purpose_summary,
 -- activity_daily, expiring), consent receipts and export_subject.
 --
-\set VERBOSITY terse
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS consent CASCADE;
-CREATE EXTENSION consent;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i sql/include/audit_setup.sql
 
 SELECT consent.define_purpose('marketing', 'Marketing') IS NOT NULL AS defined;
 SELECT consent.define_purpose('marketing.email', 'E-mail newsletter', valid_for => '1 year') IS NOT NULL AS defined;
