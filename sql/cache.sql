@@ -62,6 +62,7 @@ SELECT pg_temp.counters() AS c0 \gset
 SELECT count(*) FILTER (WHERE consent.has(s.id, 'mkt.email') IS DISTINCT FROM e.allowed) AS mismatches
   FROM subjects s JOIN expected e USING (id);
 SELECT pg_temp.delta(:'c0', 'map_builds') = 1 AS one_map,
+	   pg_temp.delta(:'c0', 'dense_map_builds') = 1 AS dense,
 	   pg_temp.delta(:'c0', 'probes') = 0 AS no_probes,
 	   pg_temp.delta(:'c0', 'map_hits') = 3100 AS every_row_from_the_map;
 
@@ -96,13 +97,58 @@ SELECT consent.has(1::bigint, 'mkt.email') AS has_1_after_own_withdrawal,
 ROLLBACK;
 SELECT consent.has(1::bigint, 'mkt.email') AS has_1_after_rollback;
 
--- 6. Text subjects that are not integers: a hash map.
+-- 6. Text subjects that are not integers: a hash map, which also holds
+-- the bigint subjects loaded before the first text one.
 INSERT INTO consent.records (subject, purpose_id, status, method)
 SELECT 'user-' || g, (SELECT id FROM consent.purposes WHERE key = 'mkt.email'), 'granted', 'test'
   FROM generate_series(1, 500) g WHERE g % 2 = 0;
+SELECT pg_temp.counters() AS c0 \gset
 SELECT count(*) FILTER (WHERE consent.has('user-' || g, 'mkt.email')) AS allowed,
 	   count(*) FILTER (WHERE consent.has('user-' || g, 'mkt.email') <> (g % 2 = 0)) AS mismatches
   FROM generate_series(1, 500) g;
+SELECT count(*) FILTER (WHERE consent.has(s.id, 'mkt.email') IS DISTINCT FROM e.allowed) AS mismatches
+  FROM subjects s JOIN expected e USING (id);
+SELECT pg_temp.delta(:'c0', 'map_builds') = 1 AS one_map,
+	   pg_temp.delta(:'c0', 'dense_map_builds') = 0 AS not_dense,
+	   pg_temp.delta(:'c0', 'probes') = 0 AS no_probes;
+DELETE FROM consent.records WHERE subject LIKE 'user-%';
+
+-- 6b. bigint subjects too far apart for one byte per id: a hash map.  The
+-- parent's record is stored before the child's here (the reverse of the
+-- data above), and the nearer record still decides.
+INSERT INTO consent.records (subject, purpose_id, status, method)
+SELECT (g * 1000000000000)::text, (SELECT id FROM consent.purposes WHERE key = 'mkt'), 'denied', 'test'
+  FROM generate_series(1, 400) g;
+INSERT INTO consent.records (subject, purpose_id, status, method)
+SELECT (g * 1000000000000)::text, (SELECT id FROM consent.purposes WHERE key = 'mkt.email'), 'granted', 'test'
+  FROM generate_series(1, 400) g WHERE g % 4 = 0;
+SELECT pg_temp.counters() AS c0 \gset
+SELECT count(*) FILTER (WHERE consent.has(g * 1000000000000, 'mkt.email')) AS allowed,
+	   count(*) FILTER (WHERE consent.has(g * 1000000000000, 'mkt.email') <> (g % 4 = 0)) AS mismatches
+  FROM generate_series(1, 400) g;
+SELECT count(*) FILTER (WHERE consent.has(s.id, 'mkt.email') IS DISTINCT FROM e.allowed) AS mismatches
+  FROM subjects s JOIN expected e USING (id);
+SELECT pg_temp.delta(:'c0', 'map_builds') = 1 AS one_map,
+	   pg_temp.delta(:'c0', 'dense_map_builds') = 0 AS not_dense;
+DELETE FROM consent.records WHERE length(subject) > 12;
+
+-- 6c. Parent stored first, ids close together: a dense map, and the nearer
+-- record decides there too.
+INSERT INTO consent.records (subject, purpose_id, status, method)
+SELECT (5000 + g)::text, (SELECT id FROM consent.purposes WHERE key = 'mkt'), 'granted', 'test'
+  FROM generate_series(1, 400) g;
+INSERT INTO consent.records (subject, purpose_id, status, expires_at, method)
+SELECT (5000 + g)::text, (SELECT id FROM consent.purposes WHERE key = 'mkt.email'),
+	   CASE WHEN g % 3 = 0 THEN 'withdrawn' ELSE 'granted' END::consent.status,
+	   CASE WHEN g % 3 = 1 THEN now() + interval '1 day' END, 'test'
+  FROM generate_series(1, 400) g WHERE g % 2 = 0;
+SELECT pg_temp.counters() AS c0 \gset
+SELECT count(*) FILTER (WHERE consent.has(5000 + g, 'mkt.email')) AS allowed,
+	   count(*) FILTER (WHERE consent.has(5000 + g, 'mkt.email') <> (g % 2 = 1 OR g % 3 <> 0)) AS mismatches
+  FROM generate_series(1, 400) g;
+SELECT pg_temp.delta(:'c0', 'map_builds') = 1 AS one_map,
+	   pg_temp.delta(:'c0', 'dense_map_builds') = 1 AS dense;
+DELETE FROM consent.records WHERE subject::bigint > 5000;
 
 -- 7. The memory bound: a map that does not fit is given up, and the
 -- answers come from probes, still right.

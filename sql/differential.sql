@@ -339,6 +339,20 @@ SELECT c.mode_, c.pairs, c.mismatches, c.array_checks, c.all_mismatches, c.any_m
   FROM diff_compare('default') c, diff_path(c.probes, c.map_builds, c.map_hits, c.has_calls_on_active) p;
 SELECT * FROM diff_compare_typed('default');
 
+-- Mode 4: bulk maps again, with the uuid subjects' records gone, so that
+-- every subject with a record is a bigint in a narrow range and the map is
+-- dense (one verdict byte per id).  The uuid subjects stay in the
+-- comparison, now without records.
+DELETE FROM consent.records WHERE subject LIKE '%-%';
+\c -
+SET max_parallel_workers_per_gather = 0;
+SET consent.bulk_threshold = 0;
+SELECT (consent.cache_info() ->> 'dense_map_builds')::bigint AS dense_before \gset
+SELECT c.mode_, c.pairs, c.mismatches, c.array_checks, c.all_mismatches, c.any_mismatches, p.*
+  FROM diff_compare('bulk, dense') c, diff_path(c.probes, c.map_builds, c.map_hits, c.has_calls_on_active) p;
+SELECT * FROM diff_compare_typed('bulk, dense');
+SELECT (consent.cache_info() ->> 'dense_map_builds')::bigint > :dense_before AS dense_maps_built;
+
 -- Clean up.
 DROP FUNCTION diff_compare(text), diff_compare_typed(text), diff_path(bigint, bigint, bigint, bigint),
 	diff_events(integer);

@@ -454,21 +454,49 @@ consent_probe(const ConsentMeta *m, Snapshot snapshot,
 		best[i] = PURPOSE_KEY_MAX_SEGMENTS;
 	}
 
+	Assert(IsMVCCSnapshot(snapshot));
 	subj = cstring_to_text_with_len(subject, subjlen);
 	heap = table_open(m->records, AccessShareLock);
 	index = index_open(m->records_pkey, AccessShareLock);
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(subj));
 	skey.sk_collation = C_COLLATION_OID;
 	scan = index_beginscan(heap, index, snapshot, 1, 0);
+
+	/*
+	 * The key's second column is the purpose: read it from the index tuple
+	 * and visit the heap only for records on a path (a person has records
+	 * for many purposes; one or two decide).
+	 */
+	scan->xs_want_itup = true;
 	index_rescan(scan, &skey, 1, NULL, 0);
 	slot = table_slot_create(heap, NULL);
 
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		bool		isnull;
-		int32		pid = DatumGetInt32(slot_getattr(slot, m->r_purpose_id, &isnull));
+		int32		pid;
+		bool		wanted = false;
 		bool		fetched = false;
 		DecisiveRecord rec;
+
+		pid = DatumGetInt32(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
+		for (int i = 0; i < n && !wanted; i++)
+		{
+			int			pos = path_position(&rps[i], pid);
+
+			wanted = (pos >= 0 && pos < best[i]);
+		}
+		if (!wanted)
+			continue;
+
+		/*
+		 * Under an MVCC snapshot at most one version of a HOT chain is
+		 * visible, so one fetch per index entry (index_getnext_slot's loop
+		 * over xs_heap_continue is for other snapshots).
+		 */
+		if (!index_fetch_heap(scan, slot))
+			continue;
+		Assert(pid == DatumGetInt32(slot_getattr(slot, m->r_purpose_id, &isnull)));
 
 		for (int i = 0; i < n; i++)
 		{
