@@ -50,6 +50,20 @@
  *		keeps an older snapshot than later statements), checked as S.xmax
  *		not before the build's xmax and no xid running for S that had
  *		finished for the build.
+ *	 9. the build snapshot sees the current definitions of the three tables
+ *		and of their registering triggers (scope_fingerprint): writes made
+ *		while the triggers were disabled all committed before they were
+ *		enabled again (ENABLE TRIGGER waits for writers), so a snapshot
+ *		that sees the enabling sees them.
+ *
+ * Shared maps.  A dense map built under a backend's shared scope is
+ * published in a DSM segment with that scope's validity data (ring
+ * position, invisible writers, build xmax and running xids) and its
+ * fingerprint.  Another backend uses it under its own shared scope (valid
+ * for S by rules 1-9) when the published validity data passes rules 1-3, 6
+ * and 8 for S and the fingerprints are equal: then both were built from
+ * the same definitions, and S, the map's snapshot and the scope's snapshot
+ * all see the same writes to the three tables.
  *
  * Under SERIALIZABLE, answers from a scope built in an earlier transaction
  * took no predicate locks in this one: attaching to it takes relation
@@ -64,9 +78,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_trigger.h"
 #include "storage/bufmgr.h"
+#include "storage/dsm.h"
+#include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
@@ -85,6 +105,7 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
+#include "port/atomics.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -137,6 +158,64 @@ typedef struct WriterRing
 } WriterRing;
 
 static WriterRing *ring = NULL;
+
+/*
+ * Shared maps: dense maps built by one backend and published in dynamic
+ * shared memory, for every backend of the database to use while they are
+ * valid for its snapshot (the same rules as a scope's, checked against the
+ * validity data published with the map).  The directory holds one map per
+ * (database, purpose), the newest.
+ */
+#define SHARED_MAP_SLOTS	16
+
+typedef struct SharedMapSlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	int32		purpose_id;
+	dsm_handle	handle;
+	uint64		published;		/* directory generation when published */
+} SharedMapSlot;
+
+typedef struct SharedMapDir
+{
+	LWLock	   *lock;
+	pg_atomic_uint64 generation;	/* bumped by every publication */
+	pg_atomic_uint64 probes;	/* index probes under shared scopes, all
+								 * backends, since the last publication */
+	SharedMapSlot slots[SHARED_MAP_SLOTS];
+} SharedMapDir;
+
+static SharedMapDir *mapdir = NULL;
+
+/*
+ * What identifies the definition of the three tables and their
+ * registering triggers: the xmin of the pg_class rows of consent.records,
+ * consent.purposes and consent.notices (a rewrite, or any DDL on them,
+ * writes a new row version; ANALYZE and VACUUM update in place) and of the
+ * pg_trigger rows of note_write and note_write_row on each (DISABLE and
+ * ENABLE TRIGGER write new versions).
+ */
+#define FINGERPRINT_LEN		9
+
+/* The header of a published map's segment; arrays follow at the offsets. */
+typedef struct SharedMapHeader
+{
+	Oid			dbid;
+	Oid			records_relid;
+	int32		purpose_id;
+	TransactionId fingerprint[FINGERPRINT_LEN];
+	uint64		ring_seq;
+	TransactionId build_xmax;
+	uint32		build_xcnt;
+	int32		ninvisible;
+	int64		dense_base;
+	uint64		dense_n;
+	int32		dense_nuntil;
+	Size		off_xip;
+	Size		off_invisible;
+	Size		off_until;
+	Size		off_verdict;
+} SharedMapHeader;
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
@@ -148,8 +227,8 @@ static TransactionId my_writer_xid = InvalidTransactionId;
 static void
 cache_shmem_request_space(void)
 {
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)));
-	RequestNamedLWLockTranche("consent_cache", 1);
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)) + MAXALIGN(sizeof(SharedMapDir)));
+	RequestNamedLWLockTranche("consent_cache", 2);
 }
 
 #if PG_VERSION_NUM >= 150000
@@ -178,6 +257,14 @@ cache_shmem_startup(void)
 		ring->lock = &(GetNamedLWLockTranche("consent_cache"))->lock;
 		ring->max_evicted = InvalidTransactionId;
 		ring->horizon = InvalidTransactionId;
+	}
+	mapdir = ShmemInitStruct("consent shared maps", sizeof(SharedMapDir), &found);
+	if (!found)
+	{
+		memset(mapdir, 0, sizeof(SharedMapDir));
+		mapdir->lock = &(GetNamedLWLockTranche("consent_cache"))[1].lock;
+		pg_atomic_init_u64(&mapdir->generation, 1);
+		pg_atomic_init_u64(&mapdir->probes, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -349,6 +436,8 @@ typedef struct BulkMap
 	uint8	   *dense_verdict;
 	int			dense_nuntil;
 	DenseUntil *dense_until;	/* sorted by subject */
+	dsm_segment *seg;			/* a shared map's segment (the arrays are in
+								 * it), detached with the scope */
 	struct BulkMap *next;
 } BulkMap;
 
@@ -370,6 +459,12 @@ struct CacheScope
 	TransactionId *build_xip;
 	bool		stale;			/* relcache invalidation seen */
 	bool		owned_by_callsite;	/* private: freed by its call site */
+	TransactionId fingerprint[FINGERPRINT_LEN];
+
+	/* shared-map directory generation last looked up, per purpose */
+	int			nlooked;
+	int32		looked_purpose[8];
+	uint64		looked_gen[8];
 
 	/* index probes made under this scope, by all call sites */
 	uint64		nprobes;
@@ -384,6 +479,8 @@ static CacheScope *retired_scopes = NULL;
 static uint64 n_scope_builds = 0;
 static uint64 n_map_builds = 0;
 static uint64 n_dense_builds = 0;
+static uint64 n_maps_published = 0;
+static uint64 n_maps_attached = 0;
 static uint64 n_map_hits = 0;
 static uint64 n_probes = 0;
 uint64		consent_fast_hits = 0;
@@ -391,6 +488,11 @@ uint64		consent_fast_hits = 0;
 static void
 scope_free(CacheScope *scope)
 {
+	for (BulkMap *bm = scope->maps; bm; bm = bm->next)
+	{
+		if (bm->seg)
+			dsm_detach(bm->seg);
+	}
 	MemoryContextDelete(scope->cxt);
 }
 
@@ -439,35 +541,79 @@ cache_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 }
 
 /*
- * Are the registering triggers (note_write, note_write_row) enabled on the
- * three tables?  ALTER TABLE ... DISABLE TRIGGER (or pg_restore
- * --disable-triggers) would let writes go unregistered.
+ * Is a transaction that wrote a catalog row settled and visible for snap?
+ * (Frozen and bootstrap xids are.)
  */
 static bool
-writer_triggers_enabled(const ConsentMeta *m)
+catalog_xid_visible(TransactionId xid, Snapshot snap)
+{
+	if (!TransactionIdIsNormal(xid))
+		return true;
+	return xid_visible(xid, snap);
+}
+
+/*
+ * The fingerprint of the three tables' definitions and of their
+ * registering triggers (see FINGERPRINT_LEN), read from the catalogs as
+ * they are now.  False when a registering trigger is missing or not
+ * ENABLE ALWAYS (ALTER TABLE ... DISABLE TRIGGER, pg_restore
+ * --disable-triggers: writes may go unregistered), or when "snap" does not
+ * see a definition: a snapshot older than the last DISABLE/ENABLE cycle
+ * may miss writes made while the triggers were off, which no ring holds.
+ */
+static bool
+scope_fingerprint(const ConsentMeta *m, Snapshot snap, TransactionId *fp)
 {
 	Oid			rels[3] = {m->records, m->purposes, m->notices};
+	bool		ok = true;
+	int			n = 0;
 
 	for (int i = 0; i < 3; i++)
 	{
-		Relation	rel = table_open(rels[i], AccessShareLock);
-		TriggerDesc *td = rel->trigdesc;
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rels[i]));
+		Relation	trig;
+		SysScanDesc scan;
+		ScanKeyData key;
+		HeapTuple	ttup;
 		int			found = 0;
 
-		for (int t = 0; td != NULL && t < td->numtriggers; t++)
-		{
-			Trigger    *trig = &td->triggers[t];
-
-			if ((strcmp(trig->tgname, "note_write") == 0 ||
-				 strcmp(trig->tgname, "note_write_row") == 0) &&
-				trig->tgenabled == TRIGGER_FIRES_ALWAYS)
-				found++;
-		}
-		table_close(rel, NoLock);
-		if (found < 2)
+		if (!HeapTupleIsValid(tup))
 			return false;
+		fp[n++] = HeapTupleHeaderGetXmin(tup->t_data);
+		ReleaseSysCache(tup);
+
+		trig = table_open(TriggerRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(rels[i]));
+		scan = systable_beginscan(trig, TriggerRelidNameIndexId, true, NULL, 1, &key);
+		while (HeapTupleIsValid(ttup = systable_getnext(scan)))
+		{
+			Form_pg_trigger t = (Form_pg_trigger) GETSTRUCT(ttup);
+			int			slot;
+
+			if (strcmp(NameStr(t->tgname), "note_write") == 0)
+				slot = 0;
+			else if (strcmp(NameStr(t->tgname), "note_write_row") == 0)
+				slot = 1;
+			else
+				continue;
+			if (t->tgenabled != TRIGGER_FIRES_ALWAYS)
+				ok = false;
+			fp[n + slot] = HeapTupleHeaderGetXmin(ttup->t_data);
+			found++;
+		}
+		systable_endscan(scan);
+		table_close(trig, AccessShareLock);
+		if (found < 2)
+			ok = false;
+		n += 2;
 	}
-	return true;
+	for (int i = 0; i < FINGERPRINT_LEN && ok; i++)
+	{
+		if (!catalog_xid_visible(fp[i], snap))
+			ok = false;
+	}
+	return ok;
 }
 
 static CacheScope *
@@ -552,7 +698,7 @@ scope_build(Snapshot snap, bool shared)
 
 	consent_meta_load(&scope->meta);
 	consent_catalog_load(&scope->cat, &scope->meta, snap, cxt);
-	if (shared && !writer_triggers_enabled(&scope->meta))
+	if (shared && !scope_fingerprint(&scope->meta, snap, scope->fingerprint))
 		scope->stale = true;	/* writes may go unregistered */
 	{
 		Relation	rel = table_open(scope->meta.records, AccessShareLock);
@@ -568,49 +714,49 @@ scope_build(Snapshot snap, bool shared)
 	return scope;
 }
 
-/* Rules 1-8 of the file header. */
+/*
+ * Rules 1-3, 6 and 8 of the file header, for the validity data of a scope
+ * or of a published map.
+ */
 static bool
-scope_valid_for(CacheScope *scope, Snapshot snap)
+validity_holds(uint64 ring_seq, TransactionId build_xmax,
+			   const TransactionId *build_xip, uint32 build_xcnt,
+			   const TransactionId *invisible, int ninvisible, Snapshot snap)
 {
-	if (scope->stale || scope->dbid != MyDatabaseId)
-		return false;
-	if (RecoveryInProgress() || current_xact_wrote())
-		return false;
-
 	/*
 	 * Rule 8: snap must see everything the build snapshot saw.  An older
 	 * snapshot (a cursor's) may not: anything running for snap that had
 	 * already finished for the build snapshot tells.
 	 */
-	if (TransactionIdPrecedes(snap->xmax, scope->build_xmax))
+	if (TransactionIdPrecedes(snap->xmax, build_xmax))
 		return false;
 	for (uint32 i = 0; i < snap->xcnt; i++)
 	{
 		TransactionId x = snap->xip[i];
 
-		if (TransactionIdPrecedes(x, scope->build_xmax) &&
-			bsearch(&x, scope->build_xip, scope->build_xcnt,
+		if (TransactionIdPrecedes(x, build_xmax) &&
+			bsearch(&x, build_xip, build_xcnt,
 					sizeof(TransactionId), xid_cmp) == NULL)
 			return false;
 	}
-	if ((int32) (snap->xmax - scope->build_xmax) > CACHE_MAX_XID_AGE ||
-		(int32) (snap->xmax - scope->build_xmax) < 0)
+	if ((int32) (snap->xmax - build_xmax) > CACHE_MAX_XID_AGE ||
+		(int32) (snap->xmax - build_xmax) < 0)
 		return false;
 
-	for (int i = 0; i < scope->ninvisible; i++)
+	for (int i = 0; i < ninvisible; i++)
 	{
-		if (xid_visible(scope->invisible[i], snap))
+		if (xid_visible(invisible[i], snap))
 			return false;
 	}
 
 	LWLockAcquire(ring->lock, LW_SHARED);
-	if (ring->next_seq - scope->ring_seq > WRITER_RING_SIZE)
+	if (ring->next_seq - ring_seq > WRITER_RING_SIZE)
 	{
 		LWLockRelease(ring->lock);
 		return false;
 	}
 	{
-		int			ncopy = (int) (ring->next_seq - scope->ring_seq);
+		int			ncopy = (int) (ring->next_seq - ring_seq);
 		WriterSlot *copy = NULL;
 		bool		valid = true;
 
@@ -618,7 +764,7 @@ scope_valid_for(CacheScope *scope, Snapshot snap)
 		{
 			copy = palloc(sizeof(WriterSlot) * ncopy);
 			for (int i = 0; i < ncopy; i++)
-				copy[i] = ring->slots[(scope->ring_seq + i) % WRITER_RING_SIZE];
+				copy[i] = ring->slots[(ring_seq + i) % WRITER_RING_SIZE];
 		}
 		LWLockRelease(ring->lock);
 		for (int i = 0; i < ncopy && valid; i++)
@@ -630,6 +776,19 @@ scope_valid_for(CacheScope *scope, Snapshot snap)
 			pfree(copy);
 		return valid;
 	}
+}
+
+/* Rules 1-8 of the file header. */
+static bool
+scope_valid_for(CacheScope *scope, Snapshot snap)
+{
+	if (scope->stale || scope->dbid != MyDatabaseId)
+		return false;
+	if (RecoveryInProgress() || current_xact_wrote())
+		return false;
+	return validity_holds(scope->ring_seq, scope->build_xmax,
+						  scope->build_xip, scope->build_xcnt,
+						  scope->invisible, scope->ninvisible, snap);
 }
 
 static bool
@@ -1241,6 +1400,204 @@ bulk_lookup(BulkMap *bm, ConsentSubject *subj, bool default_allowed)
 	}
 }
 
+/* May this scope use and publish shared maps? */
+static inline bool
+shared_maps_usable(const CacheScope *scope)
+{
+	return mapdir != NULL && scope->shared && !scope->stale && scope == shared_scope;
+}
+
+/*
+ * Publish a dense map just built under the backend's shared scope, for the
+ * other backends of the database: copy it with the scope's validity data
+ * into a new segment and put it in the directory in place of the previous
+ * map of the purpose (which lives on until its last user detaches).
+ */
+static void
+shared_map_publish(CacheScope *scope, BulkMap *bm)
+{
+	Size		size;
+	Size		off_xip,
+				off_invisible,
+				off_until,
+				off_verdict;
+	dsm_segment *seg;
+	SharedMapHeader *h;
+	char	   *base;
+	dsm_handle	old = DSM_HANDLE_INVALID;
+	SharedMapSlot *slot = NULL;
+
+	size = MAXALIGN(sizeof(SharedMapHeader));
+	off_xip = size;
+	size += MAXALIGN(sizeof(TransactionId) * Max(scope->build_xcnt, 1));
+	off_invisible = size;
+	size += MAXALIGN(sizeof(TransactionId) * Max(scope->ninvisible, 1));
+	off_until = size;
+	size += MAXALIGN(sizeof(DenseUntil) * Max(bm->dense_nuntil, 1));
+	off_verdict = size;
+	size += bm->dense_n;
+
+	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+		return;					/* no segment to spare: keep it private */
+	base = dsm_segment_address(seg);
+	h = (SharedMapHeader *) base;
+	memset(h, 0, sizeof(SharedMapHeader));
+	h->dbid = MyDatabaseId;
+	h->records_relid = scope->meta.records;
+	h->purpose_id = bm->purpose_id;
+	memcpy(h->fingerprint, scope->fingerprint, sizeof(h->fingerprint));
+	h->ring_seq = scope->ring_seq;
+	h->build_xmax = scope->build_xmax;
+	h->build_xcnt = scope->build_xcnt;
+	h->ninvisible = scope->ninvisible;
+	h->dense_base = bm->dense_base;
+	h->dense_n = bm->dense_n;
+	h->dense_nuntil = bm->dense_nuntil;
+	h->off_xip = off_xip;
+	h->off_invisible = off_invisible;
+	h->off_until = off_until;
+	h->off_verdict = off_verdict;
+	memcpy(base + off_xip, scope->build_xip, sizeof(TransactionId) * scope->build_xcnt);
+	memcpy(base + off_invisible, scope->invisible, sizeof(TransactionId) * scope->ninvisible);
+	memcpy(base + off_until, bm->dense_until, sizeof(DenseUntil) * bm->dense_nuntil);
+	memcpy(base + off_verdict, bm->dense_verdict, bm->dense_n);
+	dsm_pin_segment(seg);
+
+	LWLockAcquire(mapdir->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < SHARED_MAP_SLOTS; i++)
+	{
+		SharedMapSlot *sl = &mapdir->slots[i];
+
+		if (sl->dbid == MyDatabaseId && sl->purpose_id == bm->purpose_id)
+		{
+			slot = sl;
+			break;
+		}
+		if (sl->dbid == InvalidOid)
+		{
+			if (slot == NULL || slot->dbid != InvalidOid)
+				slot = sl;
+		}
+		else if (slot == NULL || (slot->dbid != InvalidOid && sl->published < slot->published))
+			slot = sl;			/* the oldest, unless a free one turns up */
+	}
+	if (slot->dbid != InvalidOid)
+		old = slot->handle;
+	slot->dbid = MyDatabaseId;
+	slot->purpose_id = bm->purpose_id;
+	slot->handle = dsm_segment_handle(seg);
+	slot->published = pg_atomic_add_fetch_u64(&mapdir->generation, 1);
+	LWLockRelease(mapdir->lock);
+
+	if (old != DSM_HANDLE_INVALID)
+		dsm_unpin_segment(old);
+	dsm_detach(seg);			/* this backend keeps its own copy */
+	n_maps_published++;
+}
+
+/*
+ * Use the published map of rp's purpose, when there is one valid for the
+ * call site's snapshot and built under the same definitions.  NULL when
+ * not.
+ */
+static BulkMap *
+shared_map_attach(CallSite *cs, const ResolvedPurpose *rp, bool *retry)
+{
+	CacheScope *scope = cs->scope;
+	dsm_handle	handle = DSM_HANDLE_INVALID;
+	dsm_segment *seg;
+	SharedMapHeader *h;
+	char	   *base;
+	BulkMap    *bm;
+
+	*retry = false;
+	LWLockAcquire(mapdir->lock, LW_SHARED);
+	for (int i = 0; i < SHARED_MAP_SLOTS; i++)
+	{
+		if (mapdir->slots[i].dbid == MyDatabaseId &&
+			mapdir->slots[i].purpose_id == rp->self->id)
+		{
+			handle = mapdir->slots[i].handle;
+			break;
+		}
+	}
+	LWLockRelease(mapdir->lock);
+	if (handle == DSM_HANDLE_INVALID)
+		return NULL;
+	if (dsm_find_mapping(handle) != NULL)
+	{
+		/* still mapped for a retired scope, until this transaction ends */
+		*retry = true;
+		return NULL;
+	}
+	seg = dsm_attach(handle);
+	if (seg == NULL)
+		return NULL;			/* replaced and gone meanwhile */
+	base = dsm_segment_address(seg);
+	h = (SharedMapHeader *) base;
+	if (h->dbid != MyDatabaseId || h->records_relid != scope->meta.records ||
+		h->purpose_id != rp->self->id ||
+		memcmp(h->fingerprint, scope->fingerprint, sizeof(h->fingerprint)) != 0 ||
+		!validity_holds(h->ring_seq, h->build_xmax,
+						(TransactionId *) (base + h->off_xip), h->build_xcnt,
+						(TransactionId *) (base + h->off_invisible), h->ninvisible,
+						cs->snap))
+	{
+		dsm_detach(seg);
+		return NULL;
+	}
+	dsm_pin_mapping(seg);		/* kept as long as the scope */
+
+	bm = MemoryContextAllocZero(scope->cxt, sizeof(BulkMap));
+	bm->purpose_id = rp->self->id;
+	bm->dense = true;
+	bm->dense_base = h->dense_base;
+	bm->dense_n = h->dense_n;
+	bm->dense_verdict = (uint8 *) (base + h->off_verdict);
+	bm->dense_nuntil = h->dense_nuntil;
+	bm->dense_until = (DenseUntil *) (base + h->off_until);
+	bm->seg = seg;
+	bm->next = scope->maps;
+	scope->maps = bm;
+	n_maps_attached++;
+	return bm;
+}
+
+/*
+ * Look for a published map of rp's purpose, once per scope and purpose
+ * and directory generation (a lookup takes the directory's lock).
+ */
+static BulkMap *
+shared_map_lookup(CallSite *cs, const ResolvedPurpose *rp)
+{
+	CacheScope *scope = cs->scope;
+	uint64		gen = pg_atomic_read_u64(&mapdir->generation);
+	int			i;
+	bool		retry;
+	BulkMap    *bm;
+
+	for (i = 0; i < scope->nlooked; i++)
+	{
+		if (scope->looked_purpose[i] == rp->self->id)
+			break;
+	}
+	if (i < scope->nlooked && scope->looked_gen[i] == gen)
+		return NULL;			/* looked already; nothing published since */
+	bm = shared_map_attach(cs, rp, &retry);
+	if (bm == NULL && !retry)
+	{
+		if (i == scope->nlooked && i < (int) lengthof(scope->looked_purpose))
+			scope->nlooked++;
+		if (i < scope->nlooked)
+		{
+			scope->looked_purpose[i] = rp->self->id;
+			scope->looked_gen[i] = gen;
+		}
+	}
+	return bm;
+}
+
 static BulkMap *
 bulk_find(CacheScope *scope, int32 purpose_id)
 {
@@ -1273,12 +1630,39 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 	 * price is paid, this is never much worse than the better of the two.
 	 */
 	bm = consent_bulk_threshold >= 0 ? bulk_find(cs->scope, rp->self->id) : NULL;
-	if (bm == NULL && consent_bulk_threshold >= 0 && consent_cache_memory_kb > 0 &&
-		(cs->nprobes >= (uint64) consent_bulk_threshold ||
-		 (!cs->scope->owned_by_callsite &&
-		  cs->scope->nprobes >= Max((uint64) consent_bulk_threshold,
-									(uint64) (cs->scope->records_estimate / PROBE_COST_IN_RECORDS)))))
-		bm = bulk_build(cs, rp);
+	if (bm == NULL && consent_bulk_threshold >= 0 && consent_cache_memory_kb > 0)
+	{
+		uint64		rent = Max((uint64) consent_bulk_threshold,
+							   (uint64) (cs->scope->records_estimate / PROBE_COST_IN_RECORDS));
+
+		/*
+		 * Under the backend's shared scope, a map another backend published
+		 * may serve; and since a map built here is published for all, the
+		 * probes of all backends count towards its price.
+		 */
+		if (shared_maps_usable(cs->scope))
+			bm = shared_map_lookup(cs, rp);
+		if (bm == NULL &&
+			(cs->nprobes >= (uint64) consent_bulk_threshold ||
+			 (!cs->scope->owned_by_callsite && cs->scope->nprobes >= rent) ||
+			 (shared_maps_usable(cs->scope) &&
+			  pg_atomic_read_u64(&mapdir->probes) >= rent)))
+		{
+			bm = bulk_build(cs, rp);
+			if (shared_maps_usable(cs->scope))
+			{
+				pg_atomic_write_u64(&mapdir->probes, 0);
+				/*
+				 * Not a map built under a snapshot that misses committed
+				 * writes (a REPEATABLE READ transaction's): newer snapshots
+				 * could not use it.
+				 */
+				if (bm->dense && !bm->failed && bm->seg == NULL &&
+					cs->scope->ninvisible == 0)
+					shared_map_publish(cs->scope, bm);
+			}
+		}
+	}
 
 	if (bm != NULL && !bm->failed)
 	{
@@ -1298,6 +1682,8 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 
 	cs->nprobes++;
 	cs->scope->nprobes++;
+	if (shared_maps_usable(cs->scope))
+		pg_atomic_fetch_add_u64(&mapdir->probes, 1);
 	n_probes++;
 	consent_subject_text(subj);
 	consent_probe(cs->meta, cs->snap, subj->str, subj->len, rp, 1, &rec, &found);
@@ -1315,14 +1701,16 @@ consent_callsite_check(CallSite *cs, ConsentSubject *subj,
 Datum
 consent_cache_info(PG_FUNCTION_ARGS)
 {
-	char		buf[320];
+	char		buf[400];
 
 	snprintf(buf, sizeof(buf),
 			 "{\"scope_builds\": " UINT64_FORMAT ", \"map_builds\": " UINT64_FORMAT
 			 ", \"dense_map_builds\": " UINT64_FORMAT
+			 ", \"maps_published\": " UINT64_FORMAT ", \"maps_attached\": " UINT64_FORMAT
 			 ", \"map_hits\": " UINT64_FORMAT ", \"probes\": " UINT64_FORMAT
 			 ", \"shared_memory\": %s, \"shared_scope\": %s}",
 			 n_scope_builds, n_map_builds, n_dense_builds,
+			 n_maps_published, n_maps_attached,
 			 n_map_hits + consent_fast_hits, n_probes,
 			 ring != NULL ? "true" : "false",
 			 shared_scope != NULL ? "true" : "false");
