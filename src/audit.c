@@ -600,6 +600,7 @@ encode_value(StringInfo buf, AuditFieldKind kind, Datum d, bool isnull)
 	uint32		len = 0;
 	uint64		n64;
 	uint32		n32;
+	uint32		lenbe;
 
 	if (isnull)
 	{
@@ -651,8 +652,9 @@ encode_value(StringInfo buf, AuditFieldKind kind, Datum d, bool isnull)
 			break;
 	}
 	appendStringInfoChar(buf, '\1');
-	n32 = pg_hton32(len);
-	appendBinaryStringInfo(buf, (const char *) &n32, 4);
+	/* not into n32: p may point there (an integer value) */
+	lenbe = pg_hton32(len);
+	appendBinaryStringInfo(buf, (const char *) &lenbe, 4);
 	appendBinaryStringInfo(buf, p, len);
 }
 
