@@ -42,13 +42,13 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
-#include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -58,6 +58,7 @@
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
@@ -74,6 +75,7 @@
 
 #include "consent.h"
 #include "audit.h"
+#include "sha256.h"
 
 PG_FUNCTION_INFO_V1(consent_audit_trigger);
 PG_FUNCTION_INFO_V1(consent_audit_guard);
@@ -277,7 +279,8 @@ static SavedLast *last_saved = NULL;
 static int64 first_id_in_xact = 0;	/* 0: none */
 
 static bool client_addr_known = false;
-static char *client_addr_text = NULL;	/* NULL: no IP client */
+static Datum client_addr = (Datum) 0;	/* inet, in TopMemoryContext */
+static bool client_addr_isnull = true;	/* no IP client */
 
 /* ----------------------------------------------------------------
  * Settings and callbacks
@@ -494,62 +497,13 @@ audit_meta(void)
  * SHA-256 and HMAC-SHA256
  * ----------------------------------------------------------------
  */
-static pg_cryptohash_ctx *
-sha_create(void)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	return ctx;
-}
-
-static void
-sha_check(pg_cryptohash_ctx *ctx, int rc)
-{
-	if (rc < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute SHA-256 digest: %s",
-						pg_cryptohash_error(ctx))));
-}
-
-#define sha_init(ctx)				sha_check(ctx, pg_cryptohash_init(ctx))
-#define sha_update(ctx, p, n)		sha_check(ctx, pg_cryptohash_update(ctx, (const uint8 *) (p), (n)))
-#define sha_final(ctx, out)			sha_check(ctx, pg_cryptohash_final(ctx, (out), HASH_LEN))
-
-/* HMAC-SHA256 (RFC 2104) with a key of at most 64 bytes, reusing ctx. */
-static void
-hmac_sha256(pg_cryptohash_ctx *ctx, const uint8 *key, size_t keylen,
-			const void *msg1, size_t len1, const void *msg2, size_t len2,
-			const void *msg3, size_t len3, uint8 *out)
-{
-	uint8		pad[64];
-	uint8		inner[HASH_LEN];
-
-	Assert(keylen <= sizeof(pad));
-	memset(pad, 0, sizeof(pad));
-	memcpy(pad, key, keylen);
-	for (int i = 0; i < 64; i++)
-		pad[i] ^= 0x36;
-	sha_init(ctx);
-	sha_update(ctx, pad, 64);
-	if (len1)
-		sha_update(ctx, msg1, len1);
-	if (len2)
-		sha_update(ctx, msg2, len2);
-	if (len3)
-		sha_update(ctx, msg3, len3);
-	sha_final(ctx, inner);
-	for (int i = 0; i < 64; i++)
-		pad[i] ^= 0x36 ^ 0x5c;
-	sha_init(ctx);
-	sha_update(ctx, pad, 64);
-	sha_update(ctx, inner, HASH_LEN);
-	sha_final(ctx, out);
-}
+/*
+ * SHA-256 and HMAC-SHA256 come from sha256.c: plain structs, copied rather
+ * than re-initialised, which matters at twenty-odd short hashes per event.
+ */
+#define sha_init(s)				sha256_init(s)
+#define sha_update(s, p, n)		sha256_update((s), (p), (n))
+#define sha_final(s, out)		sha256_final((s), (out))
 
 static char *
 hex_of(const uint8 *b, int n)
@@ -610,9 +564,24 @@ bytea_of(const uint8 *b, int n)
 static const char *
 status_label(Oid enumoid)
 {
-	HeapTuple	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(enumoid));
+	HeapTuple	tup;
 	char	   *label;
 
+	/* the five labels, without a catalog lookup while the OIDs are known */
+	if (meta_valid)
+	{
+		if (enumoid == meta.st_granted)
+			return "granted";
+		if (enumoid == meta.st_expired)
+			return "expired";
+		if (enumoid == meta.st_withdrawn)
+			return "withdrawn";
+		if (enumoid == meta.st_denied)
+			return "denied";
+		if (enumoid == meta.st_pending)
+			return "pending";
+	}
+	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(enumoid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "enum label %u of consent.status does not exist", enumoid);
 	label = pstrdup(NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel));
@@ -631,6 +600,7 @@ encode_value(StringInfo buf, AuditFieldKind kind, Datum d, bool isnull)
 	uint32		len = 0;
 	uint64		n64;
 	uint32		n32;
+	uint32		lenbe;
 
 	if (isnull)
 	{
@@ -682,18 +652,22 @@ encode_value(StringInfo buf, AuditFieldKind kind, Datum d, bool isnull)
 			break;
 	}
 	appendStringInfoChar(buf, '\1');
-	n32 = pg_hton32(len);
-	appendBinaryStringInfo(buf, (const char *) &n32, 4);
+	/* not into n32: p may point there (an integer value) */
+	lenbe = pg_hton32(len);
+	appendBinaryStringInfo(buf, (const char *) &lenbe, 4);
 	appendBinaryStringInfo(buf, p, len);
 }
 
-/* k = HMAC-SHA256(secret, "consent.audit.v1\0" || be64(id) || field name) */
+/*
+ * k = HMAC-SHA256(secret, "consent.audit.v1\0" || be64(id) || field name),
+ * with the secret's key blocks absorbed once (sha256_hmac_key).
+ */
 static void
-field_key(pg_cryptohash_ctx *ctx, const uint8 *secret, int64 id, int f, uint8 *k)
+field_key(const Sha256Hmac *secret, int64 id, int f, uint8 *k)
 {
 	uint64		idbe = pg_hton64((uint64) id);
 
-	hmac_sha256(ctx, secret, HASH_LEN,
+	sha256_hmac(secret,
 				EVENT_DOMAIN, sizeof(EVENT_DOMAIN),
 				&idbe, 8,
 				audit_fields[f].name, strlen(audit_fields[f].name), k);
@@ -701,12 +675,14 @@ field_key(pg_cryptohash_ctx *ctx, const uint8 *secret, int64 id, int f, uint8 *k
 
 /* c = SHA-256(k || plain encoding of the value) */
 static void
-field_commitment(pg_cryptohash_ctx *ctx, const uint8 *k, StringInfo enc, uint8 *c)
+field_commitment(const uint8 *k, StringInfo enc, uint8 *c)
 {
-	sha_init(ctx);
-	sha_update(ctx, k, HASH_LEN);
-	sha_update(ctx, enc->data, enc->len);
-	sha_final(ctx, c);
+	Sha256		ctx;
+
+	sha_init(&ctx);
+	sha_update(&ctx, k, HASH_LEN);
+	sha_update(&ctx, enc->data, enc->len);
+	sha_final(&ctx, c);
 }
 
 /*
@@ -745,27 +721,28 @@ redaction_of(Jsonb *red, int f, uint8 *out)
 static bool
 event_hash(const AuditEvent *ev, const uint8 *secret, uint8 *out)
 {
-	pg_cryptohash_ctx *ctx = sha_create();
-	pg_cryptohash_ctx *sub = sha_create();
+	Sha256		ctx;
+	Sha256Hmac	key;
+	bool		have_key = false;
 	Jsonb	   *red = ev->isnull[AF_REDACTIONS] ? NULL : DatumGetJsonbP(ev->values[AF_REDACTIONS]);
 	int64		id = DatumGetInt64(ev->values[AF_ID]);
 	StringInfoData enc;
 	bool		ok = true;
 
 	initStringInfo(&enc);
-	sha_init(ctx);
-	sha_update(ctx, EVENT_DOMAIN, sizeof(EVENT_DOMAIN));
+	sha_init(&ctx);
+	sha_update(&ctx, EVENT_DOMAIN, sizeof(EVENT_DOMAIN));
 	{
 		bytea	   *prev = DatumGetByteaPP(ev->values[AF_PREV_HASH]);
 
-		sha_update(ctx, VARDATA_ANY(prev), VARSIZE_ANY_EXHDR(prev));
+		sha_update(&ctx, VARDATA_ANY(prev), VARSIZE_ANY_EXHDR(prev));
 	}
 	for (int f = 0; f < AF_NHASHED && ok; f++)
 	{
 		resetStringInfo(&enc);
 		encode_value(&enc, audit_fields[f].kind, ev->values[f], ev->isnull[f]);
 		if (!audit_fields[f].personal)
-			sha_update(ctx, enc.data, enc.len);
+			sha_update(&ctx, enc.data, enc.len);
 		else
 		{
 			uint8		k[HASH_LEN];
@@ -783,18 +760,21 @@ event_hash(const AuditEvent *ev, const uint8 *secret, uint8 *out)
 						ok = false;
 						break;
 					}
-					field_key(sub, secret, id, f, k);
+					if (!have_key)
+					{
+						sha256_hmac_key(&key, secret, HASH_LEN);
+						have_key = true;
+					}
+					field_key(&key, id, f, k);
 				}
-				field_commitment(sub, k, &enc, c);
+				field_commitment(k, &enc, c);
 			}
-			sha_update(ctx, "\2", 1);
-			sha_update(ctx, c, HASH_LEN);
+			sha_update(&ctx, "\2", 1);
+			sha_update(&ctx, c, HASH_LEN);
 		}
 	}
 	if (ok)
-		sha_final(ctx, out);
-	pg_cryptohash_free(sub);
-	pg_cryptohash_free(ctx);
+		sha_final(&ctx, out);
 	pfree(enc.data);
 	return ok;
 }
@@ -892,61 +872,243 @@ event_from_row(HeapTupleHeader row, RowMap **cache, MemoryContext mcxt, AuditEve
  * The writer: appends events to their chains
  * ----------------------------------------------------------------
  */
+/*
+ * What a statement keeps between the rows it audits (the trigger's
+ * fn_extra, which lives as long as the statement): index descriptions,
+ * slots, an executor state, purpose keys and user names.  Building these
+ * per row was about a fifth of the trigger's cost in a profile of the
+ * expiry sweep.  Relations are still opened and closed per row (cheap once
+ * the lock is held): a relation held open across rows would have to be
+ * closed at the end of the statement, which a trigger is not told about.
+ */
+typedef struct WriterCache
+{
+	MemoryContext cxt;
+	Oid			events;			/* the relations described below */
+	Oid			chains;
+	int			events_natts;
+	int			chains_natts;
+	EState	   *estate;
+	int			ev_nindexes;
+	Oid		   *ev_index_oids;
+	IndexInfo **ev_index_info;
+	Relation   *ev_index_rels;	/* opened per row */
+	int			ev_subject_index;	/* position of (subject, id) */
+	int			ch_nindexes;
+	Oid		   *ch_index_oids;
+	IndexInfo **ch_index_info;	/* with what speculative insertion needs */
+	Relation   *ch_index_rels;
+	TupleTableSlot *events_slot;	/* virtual, to insert */
+	TupleTableSlot *events_scan;	/* heap, to read */
+	TupleTableSlot *chains_slot;	/* heap, to insert and lock */
+	HTAB	   *purpose_keys;	/* purposes.id -> key, as text */
+	Oid			outer_user;
+	char	   *outer_user_name;
+	Oid			session_user;
+	char	   *session_user_name;
+} WriterCache;
+
+typedef struct PurposeKeyEntry
+{
+	int32		id;
+	text	   *key;
+} PurposeKeyEntry;
+
 typedef struct AuditWriter
 {
 	const AuditMeta *m;
+	WriterCache *c;
+	bool		own_cache;		/* built for this writer alone */
 	EState	   *estate;
 	Relation	events;
 	Relation	chains;
 	Relation	subject_idx;
-	ResultRelInfo *events_rri;
-	ResultRelInfo *chains_rri;
-	TupleTableSlot *events_slot;	/* virtual, to insert */
-	TupleTableSlot *events_scan;	/* heap, to read */
-	TupleTableSlot *chains_slot;	/* heap, to insert and lock */
+	ResultRelInfo events_rri;
+	ResultRelInfo chains_rri;
+	TupleTableSlot *events_slot;
+	TupleTableSlot *events_scan;
+	TupleTableSlot *chains_slot;
 	CommandId	cid;
 } AuditWriter;
 
-static void
-writer_open(AuditWriter *w)
+/* Index OIDs and descriptions of a relation, built once per statement. */
+static int
+cache_indexes(Relation rel, bool speculative, Oid **oids, IndexInfo ***info, Relation **rels)
 {
-	w->m = audit_meta();
-	w->estate = CreateExecutorState();
-	w->cid = GetCurrentCommandId(true);
-	w->estate->es_output_cid = w->cid;
+	List	   *list = RelationGetIndexList(rel);
+	int			n = list_length(list);
+	ListCell   *lc;
+	int			i = 0;
+
+	*oids = palloc(sizeof(Oid) * (n + 1));
+	*info = palloc(sizeof(IndexInfo *) * (n + 1));
+	*rels = palloc0(sizeof(Relation) * (n + 1));
+	foreach(lc, list)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *ii = BuildIndexInfo(index);
+
+		if (speculative && ii->ii_Unique)
+			BuildSpeculativeIndexInfo(index, ii);
+		(*oids)[i] = lfirst_oid(lc);
+		(*info)[i] = ii;
+		index_close(index, NoLock);
+		i++;
+	}
+	list_free(list);
+	return n;
+}
+
+static WriterCache *
+writer_cache_build(const AuditMeta *m, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	WriterCache *c = palloc0(sizeof(WriterCache));
+	Relation	events;
+	Relation	chains;
+	HASHCTL		hctl;
+
+	c->cxt = cxt;
+	c->events = m->events;
+	c->chains = m->chains;
+	c->estate = CreateExecutorState();
 
 	/*
 	 * Lock consent.audit_events before taking an id: consent.seal() reads
 	 * the sequence, then waits for every holder of this lock (audit.md).
 	 */
+	events = table_open(m->events, RowExclusiveLock);
+	chains = table_open(m->chains, RowExclusiveLock);
+	c->events_natts = RelationGetNumberOfAttributes(events);
+	c->chains_natts = RelationGetNumberOfAttributes(chains);
+	c->ev_nindexes = cache_indexes(events, false, &c->ev_index_oids,
+								   &c->ev_index_info, &c->ev_index_rels);
+	c->ev_subject_index = -1;
+	for (int i = 0; i < c->ev_nindexes; i++)
+		if (c->ev_index_oids[i] == m->events_subject_idx)
+			c->ev_subject_index = i;
+	if (c->ev_subject_index < 0)
+		elog(ERROR, "index \"audit_events_subject_idx\" is not an index of consent.audit_events");
+	c->ch_nindexes = cache_indexes(chains, true, &c->ch_index_oids,
+								   &c->ch_index_info, &c->ch_index_rels);
+
+	/* copies of the descriptors are not reference-counted: no pins */
+	c->events_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(events)),
+											  &TTSOpsVirtual);
+	c->events_scan = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(events)),
+											  &TTSOpsBufferHeapTuple);
+	c->chains_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(chains)),
+											  &TTSOpsBufferHeapTuple);
+	table_close(chains, NoLock);
+	table_close(events, NoLock);
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(int32);
+	hctl.entrysize = sizeof(PurposeKeyEntry);
+	hctl.hcxt = cxt;
+	c->purpose_keys = hash_create("consent audit purpose keys", 16, &hctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+static void
+writer_cache_free(WriterCache *c)
+{
+	ExecDropSingleTupleTableSlot(c->events_slot);
+	ExecDropSingleTupleTableSlot(c->events_scan);
+	ExecDropSingleTupleTableSlot(c->chains_slot);
+	FreeExecutorState(c->estate);
+	hash_destroy(c->purpose_keys);
+}
+
+static void
+open_indexes(Relation rel, ResultRelInfo *rri, int n, const Oid *oids,
+			 IndexInfo **info, Relation *rels)
+{
+	MemSet(rri, 0, sizeof(ResultRelInfo));
+	rri->type = T_ResultRelInfo;
+	rri->ri_RelationDesc = rel;
+	rri->ri_NumIndices = n;
+	rri->ri_IndexRelationDescs = rels;
+	rri->ri_IndexRelationInfo = info;
+	for (int i = 0; i < n; i++)
+		rels[i] = index_open(oids[i], RowExclusiveLock);
+}
+
+/*
+ * Open the audit tables for appending.  "cachep" is where the statement
+ * keeps its WriterCache (NULL: build one for this writer alone).
+ */
+static void
+writer_open(AuditWriter *w, WriterCache **cachep, MemoryContext cxt)
+{
+	WriterCache *c = cachep ? *cachep : NULL;
+
+	w->m = audit_meta();
+	if (c != NULL && (c->events != w->m->events || c->chains != w->m->chains))
+		c = NULL;				/* the extension was re-created meanwhile */
+	if (c == NULL)
+	{
+		c = writer_cache_build(w->m, cxt);
+		if (cachep)
+			*cachep = c;
+	}
+	w->c = c;
+	w->own_cache = (cachep == NULL);
+	w->estate = c->estate;
+	w->cid = GetCurrentCommandId(true);
+	w->estate->es_output_cid = w->cid;
+
+	/* see writer_cache_build: the lock on audit_events comes first */
 	w->events = table_open(w->m->events, RowExclusiveLock);
 	w->chains = table_open(w->m->chains, RowExclusiveLock);
-	w->subject_idx = index_open(w->m->events_subject_idx, AccessShareLock);
-
-	w->events_rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(w->events_rri, w->events, 1, NULL, 0);
-	ExecOpenIndices(w->events_rri, false);
-	w->chains_rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(w->chains_rri, w->chains, 1, NULL, 0);
-	ExecOpenIndices(w->chains_rri, true);
-
-	w->events_slot = MakeSingleTupleTableSlot(RelationGetDescr(w->events), &TTSOpsVirtual);
-	w->events_scan = table_slot_create(w->events, NULL);
-	w->chains_slot = table_slot_create(w->chains, NULL);
+	if (RelationGetNumberOfAttributes(w->events) != c->events_natts ||
+		RelationGetNumberOfAttributes(w->chains) != c->chains_natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the audit tables changed during the statement")));
+	open_indexes(w->events, &w->events_rri, c->ev_nindexes, c->ev_index_oids,
+				 c->ev_index_info, c->ev_index_rels);
+	open_indexes(w->chains, &w->chains_rri, c->ch_nindexes, c->ch_index_oids,
+				 c->ch_index_info, c->ch_index_rels);
+	w->subject_idx = c->ev_index_rels[c->ev_subject_index];
+	w->events_slot = c->events_slot;
+	w->events_scan = c->events_scan;
+	w->chains_slot = c->chains_slot;
 }
 
 static void
 writer_close(AuditWriter *w)
 {
-	ExecDropSingleTupleTableSlot(w->events_slot);
-	ExecDropSingleTupleTableSlot(w->events_scan);
-	ExecDropSingleTupleTableSlot(w->chains_slot);
-	ExecCloseIndices(w->events_rri);
-	ExecCloseIndices(w->chains_rri);
-	index_close(w->subject_idx, NoLock);
+	WriterCache *c = w->c;
+
+	ExecClearTuple(w->events_slot);
+	ExecClearTuple(w->events_scan);
+	ExecClearTuple(w->chains_slot);
+	ResetPerTupleExprContext(w->estate);
+	for (int i = 0; i < c->ev_nindexes; i++)
+		index_close(c->ev_index_rels[i], NoLock);
+	for (int i = 0; i < c->ch_nindexes; i++)
+		index_close(c->ch_index_rels[i], NoLock);
 	table_close(w->chains, NoLock);
 	table_close(w->events, NoLock);
-	FreeExecutorState(w->estate);
+	if (w->own_cache)
+		writer_cache_free(c);
+}
+
+/* A user's name, remembered for the statement. */
+static char *
+user_name(Oid user, Oid *cached_oid, char **cached_name, MemoryContext cxt)
+{
+	if (*cached_name == NULL || *cached_oid != user)
+	{
+		char	   *name = GetUserNameFromId(user, false);
+
+		*cached_name = MemoryContextStrdup(cxt, name);
+		*cached_oid = user;
+	}
+	return *cached_name;
 }
 
 static bool
@@ -994,7 +1156,7 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 		ExecStoreVirtualTuple(slot);
 
 		/* Waits for in-progress inserters of the same key, like ON CONFLICT. */
-		if (!ExecCheckIndexConstraints(w->chains_rri, slot, w->estate, &conflict, NIL))
+		if (!ExecCheckIndexConstraints(&w->chains_rri, slot, w->estate, &conflict, NIL))
 		{
 			TM_FailureData tmfd;
 			TM_Result	res;
@@ -1042,7 +1204,7 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 
 			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
 			table_tuple_insert_speculative(w->chains, slot, w->cid, 0, NULL, token);
-			recheck = ExecInsertIndexTuples(w->chains_rri, slot, w->estate,
+			recheck = ExecInsertIndexTuples(&w->chains_rri, slot, w->estate,
 											false, true, &conflicted, NIL);
 			table_tuple_complete_speculative(w->chains, slot, token, !conflicted);
 			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
@@ -1160,14 +1322,17 @@ client_addr_datum(bool *isnull)
 		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
 		d = inet_client_addr(fcinfo);
 		if (!fcinfo->isnull)
-			client_addr_text = MemoryContextStrdup(TopMemoryContext,
-												   DatumGetCString(DirectFunctionCall1(inet_out, d)));
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			client_addr = datumCopy(d, false, -1);
+			client_addr_isnull = false;
+			MemoryContextSwitchTo(old);
+		}
 		client_addr_known = true;
 	}
-	*isnull = (client_addr_text == NULL);
-	if (*isnull)
-		return (Datum) 0;
-	return DirectFunctionCall1(inet_in, CStringGetDatum(client_addr_text));
+	*isnull = client_addr_isnull;
+	return client_addr;
 }
 
 /*
@@ -1195,8 +1360,10 @@ writer_append(AuditWriter *w, AuditEvent *ev)
 	event_set(ev, AF_ID, Int64GetDatum(id));
 	event_set(ev, AF_AT, TimestampTzGetDatum(GetCurrentTimestamp()));
 	event_set(ev, AF_XID, FullTransactionIdGetDatum(GetTopFullTransactionId()));
-	event_set_text(ev, AF_DB_USER, GetUserNameFromId(GetOuterUserId(), false));
-	event_set_text(ev, AF_SESSION_USER, GetUserNameFromId(GetSessionUserId(), false));
+	event_set_text(ev, AF_DB_USER, user_name(GetOuterUserId(), &w->c->outer_user,
+											 &w->c->outer_user_name, w->c->cxt));
+	event_set_text(ev, AF_SESSION_USER, user_name(GetSessionUserId(), &w->c->session_user,
+												  &w->c->session_user_name, w->c->cxt));
 	event_set_text(ev, AF_APPLICATION_NAME,
 				   (application_name && application_name[0]) ? application_name : NULL);
 	addr = client_addr_datum(&isnull);
@@ -1225,7 +1392,7 @@ writer_append(AuditWriter *w, AuditEvent *ev)
 	}
 	ExecStoreVirtualTuple(slot);
 	table_tuple_insert(w->events, slot, w->cid, 0, NULL);
-	recheck = ExecInsertIndexTuples(w->events_rri, slot, w->estate, false, false, NULL, NIL);
+	recheck = ExecInsertIndexTuples(&w->events_rri, slot, w->estate, false, false, NULL, NIL);
 	list_free(recheck);
 
 	note_event(id);
@@ -1262,6 +1429,34 @@ purpose_key_by_id(const AuditMeta *m, Datum id, bool *found)
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return result;
+}
+
+/*
+ * The key of purpose "id", remembered for the statement once found.  A
+ * statement's AFTER ROW triggers fire after all of its changes, so the
+ * keys they look up do not change while they run; a purpose not found is
+ * looked up again.
+ */
+static Datum
+purpose_key_of(AuditWriter *w, Datum id, bool *found)
+{
+	int32		pid = DatumGetInt32(id);
+	PurposeKeyEntry *e = hash_search(w->c->purpose_keys, &pid, HASH_FIND, NULL);
+	Datum		key;
+
+	if (e != NULL)
+	{
+		*found = true;
+		return PointerGetDatum(e->key);
+	}
+	key = purpose_key_by_id(w->m, id, found);
+	if (*found)
+	{
+		e = hash_search(w->c->purpose_keys, &pid, HASH_ENTER, NULL);
+		e->key = (text *) MemoryContextAlloc(w->c->cxt, VARSIZE_ANY(DatumGetPointer(key)));
+		memcpy(e->key, DatumGetPointer(key), VARSIZE_ANY(DatumGetPointer(key)));
+	}
+	return key;
 }
 
 /* body_sha256 of notice key@version (of its first-published locale) */
@@ -1344,7 +1539,7 @@ records_event(AuditWriter *w, TupleDesc desc, HeapTuple oldt, HeapTuple newt, Au
 
 	event_init(ev);
 	event_copy(ev, AF_SUBJECT, t, desc, m->r_subject);
-	key = purpose_key_by_id(m, heap_getattr(t, m->r_purpose_id, desc, &isnull), &found);
+	key = purpose_key_of(w, heap_getattr(t, m->r_purpose_id, desc, &isnull), &found);
 	if (found)
 		event_set(ev, AF_PURPOSE, key);
 	event_copy(ev, AF_NOTICE_KEY, t, desc, m->r_notice_key);
@@ -1555,7 +1750,8 @@ consent_audit_trigger(PG_FUNCTION_ARGS)
 	if (erasing)
 		return PointerGetDatum(NULL);
 
-	writer_open(&w);
+	/* what the statement's rows share is kept in fn_extra */
+	writer_open(&w, (WriterCache **) &fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt);
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		audit_truncate(&w, td->tg_relation);
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -1649,7 +1845,7 @@ consent_audit_event_hash(PG_FUNCTION_ARGS)
 static void
 seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, int64 *events)
 {
-	pg_cryptohash_ctx *ctx;
+	Sha256		ctx;
 	Datum		args[2];
 	Oid			types[2] = {INT8OID, INT8OID};
 	Portal		portal;
@@ -1665,16 +1861,15 @@ seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, i
 		elog(ERROR, "could not count sealed events");
 	*events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
-	ctx = sha_create();
-	sha_init(ctx);
-	sha_update(ctx, SEAL_DOMAIN, sizeof(SEAL_DOMAIN));
-	sha_update(ctx, VARDATA_ANY(prev_root), VARSIZE_ANY_EXHDR(prev_root));
+	sha_init(&ctx);
+	sha_update(&ctx, SEAL_DOMAIN, sizeof(SEAL_DOMAIN));
+	sha_update(&ctx, VARDATA_ANY(prev_root), VARSIZE_ANY_EXHDR(prev_root));
 	be = pg_hton64((uint64) from);
-	sha_update(ctx, &be, 8);
+	sha_update(&ctx, &be, 8);
 	be = pg_hton64((uint64) upto);
-	sha_update(ctx, &be, 8);
+	sha_update(&ctx, &be, 8);
 	be = pg_hton64((uint64) *events);
-	sha_update(ctx, &be, 8);
+	sha_update(&ctx, &be, 8);
 
 	plan = SPI_prepare("SELECT h.id, h.hash FROM ("
 					   " SELECT DISTINCT ON (coalesce(e.subject, '')) e.id, e.hash"
@@ -1698,12 +1893,12 @@ seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, i
 			Datum		h = SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull);
 
 			be = pg_hton64((uint64) id);
-			sha_update(ctx, &be, 8);
+			sha_update(&ctx, &be, 8);
 			if (!isnull)
 			{
 				bytea	   *hb = DatumGetByteaPP(h);
 
-				sha_update(ctx, VARDATA_ANY(hb), VARSIZE_ANY_EXHDR(hb));
+				sha_update(&ctx, VARDATA_ANY(hb), VARSIZE_ANY_EXHDR(hb));
 			}
 			(*heads)++;
 		}
@@ -1711,9 +1906,8 @@ seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, i
 	}
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
-	sha_final(ctx, root);
-	pg_cryptohash_free(ctx);
-}
+	sha_final(&ctx, root);
+	}
 
 /* consent.audit_seal_root(from_id, upto_id, prev_root, OUT root, OUT heads, OUT events) */
 Datum
@@ -2025,7 +2219,7 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 	char	   *pseudo;
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
-	pg_cryptohash_ctx *ctx;
+	Sha256Hmac	key;
 	StringInfoData enc;
 	int64		id;
 	bool		whole;
@@ -2045,7 +2239,8 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 	old = ev.isnull[AF_REDACTIONS] ? NULL : DatumGetJsonbP(ev.values[AF_REDACTIONS]);
 	id = DatumGetInt64(ev.values[AF_ID]);
 
-	ctx = sha_create();
+	if (secret != NULL)
+		sha256_hmac_key(&key, secret, HASH_LEN);
 	initStringInfo(&enc);
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int f = 0; f < AF_NHASHED; f++)
@@ -2076,13 +2271,13 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 					ereport(ERROR,
 							(errcode(ERRCODE_DATA_CORRUPTED),
 							 errmsg("cannot erase audit event " INT64_FORMAT ": its chain secret is missing", id)));
-				field_key(ctx, secret, id, f, k);
+				field_key(&key, id, f, k);
 			}
 			if (changes)
 			{
 				resetStringInfo(&enc);
 				encode_value(&enc, audit_fields[f].kind, ev.values[f], ev.isnull[f]);
-				field_commitment(ctx, k, &enc, c);
+				field_commitment(k, &enc, c);
 				memcpy(k, c, HASH_LEN);
 				how = 'c';
 			}
@@ -2107,7 +2302,6 @@ consent_audit_redactions(PG_FUNCTION_ARGS)
 		(void) pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	pg_cryptohash_free(ctx);
 	if (nentries == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
@@ -2142,11 +2336,11 @@ database_key(uint8 *key)
 static char *
 pseudonym_of(const uint8 *key, const char *subject)
 {
-	pg_cryptohash_ctx *ctx = sha_create();
+	Sha256Hmac	h;
 	uint8		mac[HASH_LEN];
 
-	hmac_sha256(ctx, key, HASH_LEN, subject, strlen(subject), NULL, 0, NULL, 0, mac);
-	pg_cryptohash_free(ctx);
+	sha256_hmac_key(&h, key, HASH_LEN);
+	sha256_hmac(&h, subject, strlen(subject), NULL, 0, NULL, 0, mac);
 	return psprintf(PSEUDONYM_PREFIX "%s", hex_of(mac, HASH_LEN));
 }
 
@@ -2399,7 +2593,7 @@ consent_audit_erase(PG_FUNCTION_ARGS)
 		evidence = psprintf("{\"events\": " UINT64_FORMAT ", \"records\": " UINT64_FORMAT
 							", \"other_rows\": " UINT64_FORMAT "}",
 							nevents, nrecords, nother);
-		writer_open(&w);
+		writer_open(&w, NULL, CurrentMemoryContext);
 		event_init(&ev);
 		event_set_text(&ev, AF_SUBJECT, pseudo);
 		event_set_text(&ev, AF_ACTION, "erase");
