@@ -83,6 +83,9 @@ SELECT count(*) AS granted
 	   LATERAL consent.grant('person-' || i, 'marketing', notice => 'privacy@1', source => 'form ' || i,
 							 evidence => jsonb_build_object('k', repeat('x', i))) g;
 RESET consent.actor;
+-- the rest of the history through the portable SHA-256 code (the first
+-- part used the CPU's SHA instructions where it has them)
+SET consent.sha256_portable = on;
 SELECT consent.withdraw('person-7', 'marketing', reason => 'no longer interested, person-7 says');
 SELECT consent.deny('alice@example.org', 'marketing', source => 'mail from alice@example.org');
 SELECT consent.grant('bob', 'marketing', evidence => '{"ip": "192.0.2.1", "note": "friend of alice@example.org"}');
@@ -92,6 +95,7 @@ SELECT expired FROM consent.sweep();
 SELECT consent.erase_subject('alice@example.org', 'request of alice@example.org') IS NOT NULL AS erased;
 SELECT consent.seal() IS NOT NULL AS sealed;
 RESET application_name;
+RESET consent.sha256_portable;
 
 -- every event: the recomputed hash, and the link to its chain's previous event
 SELECT count(*) AS events,

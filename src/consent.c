@@ -18,6 +18,7 @@
 #include "consent.h"
 #include "audit.h"
 #include "cache.h"
+#include "sha256.h"
 
 PG_MODULE_MAGIC;
 
@@ -42,6 +43,14 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("consent.sha256_portable",
+							 "Hash the audit trail with the portable SHA-256 code even where the CPU has SHA instructions.",
+							 "A developer setting, for tests: both give the same hashes.",
+							 &consent_sha256_portable,
+							 false,
+							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 
 	consent_cache_init();
 	consent_audit_init();

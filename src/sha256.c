@@ -16,7 +16,9 @@
  *
  * The compression function uses the x86 SHA extensions when the CPU has
  * them (checked once, with CPUID) and portable C otherwise.  Both are
- * checked against PostgreSQL's sha256() by sql/audit_encoding.sql.
+ * checked against PostgreSQL's sha256() by sql/audit_encoding.sql, which
+ * forces the portable code for part of its events with the developer
+ * setting consent.sha256_portable.
  *
  *-------------------------------------------------------------------------
  */
@@ -179,6 +181,9 @@ typedef void (*blocks_fn) (uint32 *state, const uint8 *data, size_t nblocks);
 
 static blocks_fn blocks = NULL;
 
+/* consent.sha256_portable: a developer setting, so that tests run both */
+bool		consent_sha256_portable = false;
+
 static inline void
 compress(uint32 *state, const uint8 *data, size_t nblocks)
 {
@@ -190,7 +195,10 @@ compress(uint32 *state, const uint8 *data, size_t nblocks)
 		blocks = blocks_portable;
 #endif
 	}
-	blocks(state, data, nblocks);
+	if (unlikely(consent_sha256_portable))
+		blocks_portable(state, data, nblocks);
+	else
+		blocks(state, data, nblocks);
 }
 
 bool

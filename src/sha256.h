@@ -44,4 +44,6 @@ extern void sha256_hmac(const Sha256Hmac *h,
 /* true when the SHA extensions of the CPU are used */
 extern bool sha256_accelerated(void);
 
+extern bool consent_sha256_portable;
+
 #endif							/* CONSENT_SHA256_H */
