@@ -166,6 +166,57 @@ RESET consent.cache_memory;
 RESET consent.cross_statement_cache;
 RESET consent.bulk_threshold;
 
+-- 7b. Subjects at both ends of bigint: too far apart for a dense map (the
+-- span must not wrap around), and both still found.
+DELETE FROM consent.records WHERE subject LIKE 'big-%';
+INSERT INTO consent.records (subject, purpose_id, status, method)
+SELECT v, (SELECT id FROM consent.purposes WHERE key = 'mkt.email'), 'granted', 'test'
+  FROM unnest(ARRAY['-9223372036854775808', '9223372036854775807']) v;
+SET consent.bulk_threshold = 0;
+SELECT pg_temp.counters() AS c0 \gset
+SELECT consent.has((-9223372036854775807 - 1)::bigint, 'mkt.email') AS has_min,
+	   consent.has(9223372036854775807::bigint, 'mkt.email') AS has_max,
+	   consent.has('9223372036854775807', 'mkt.email') AS has_max_text;
+SELECT pg_temp.delta(:'c0', 'map_builds') = 1 AS one_map,
+	   pg_temp.delta(:'c0', 'dense_map_builds') = 0 AS not_dense;
+DELETE FROM consent.records WHERE length(subject) > 12;
+
+-- 7c. A map load canceled part-way (statement_timeout fires inside the
+-- load of 400,000 records) leaves nothing half-built: the next statement
+-- answers right.
+SET session_replication_role = replica;
+INSERT INTO consent.records (subject, purpose_id, status, method)
+SELECT (100000 + g)::text, (SELECT id FROM consent.purposes WHERE key = 'mkt.email'),
+	   CASE WHEN g % 2 = 0 THEN 'granted' ELSE 'denied' END::consent.status, 'test'
+  FROM generate_series(1, 400000) g;
+RESET session_replication_role;
+SET consent.bulk_threshold = 0;
+SET statement_timeout = '1ms';
+SELECT consent.has(100002::bigint, 'mkt.email');
+RESET statement_timeout;
+SELECT consent.has(100002::bigint, 'mkt.email') AS has_even,
+	   consent.has(100003::bigint, 'mkt.email') AS has_odd,
+	   count(*) FILTER (WHERE consent.has(100000 + g, 'mkt.email') <> (g % 2 = 0)) AS mismatches
+  FROM generate_series(1, 400000, 997) g;
+DELETE FROM consent.records WHERE length(subject) = 6 AND subject BETWEEN '100001' AND '500000';
+
+-- 7d. A parallel worker reads its leader's uncommitted writes as its own:
+-- no map it builds is kept, or shared with other backends.
+SELECT consent.has(300::bigint, 'mkt.email') AS has_300_before;
+BEGIN;
+UPDATE consent.records SET status = 'withdrawn'
+ WHERE subject = '300' AND purpose_id = (SELECT id FROM consent.purposes WHERE key = 'mkt.email');
+SET LOCAL force_parallel_mode = on;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL consent.bulk_threshold = 0;
+EXPLAIN (COSTS OFF) SELECT consent.has(300::bigint, 'mkt.email');
+SELECT consent.has(300::bigint, 'mkt.email') AS has_300_in_transaction;
+ROLLBACK;
+\c -
+SET consent.bulk_threshold = 0;
+SELECT consent.has(300::bigint, 'mkt.email') AS has_300_after_rollback;
+RESET consent.bulk_threshold;
+
 -- 8. The settings and their bounds.
 SHOW consent.bulk_threshold;
 SHOW consent.cache_memory;

@@ -81,7 +81,11 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/namespace.h"
+#include "tcop/utility.h"
+#include "access/parallel.h"
 #include "storage/bufmgr.h"
 #include "storage/dsm.h"
 #include "utils/fmgroids.h"
@@ -282,6 +286,80 @@ current_xact_wrote(void)
 	return TransactionIdIsValid(top) && TransactionIdEquals(top, my_writer_xid);
 }
 
+/* Register this transaction in the ring, once. */
+static void
+register_writer(void)
+{
+	TransactionId xid = GetTopTransactionId();
+
+	if (TransactionIdEquals(xid, my_writer_xid))
+		return;
+	if (ring != NULL)
+	{
+		WriterSlot *slot;
+
+		LWLockAcquire(ring->lock, LW_EXCLUSIVE);
+		slot = &ring->slots[ring->next_seq % WRITER_RING_SIZE];
+		if (ring->next_seq >= WRITER_RING_SIZE &&
+			(!TransactionIdIsValid(ring->max_evicted) ||
+			 TransactionIdFollows(slot->xid, ring->max_evicted)))
+			ring->max_evicted = slot->xid;
+		slot->xid = xid;
+		slot->dbid = MyDatabaseId;
+		ring->next_seq++;
+		LWLockRelease(ring->lock);
+	}
+	my_writer_xid = xid;
+}
+
+/*
+ * DDL can change what the consent tables hold without firing their
+ * triggers: ALTER TABLE ... DISABLE TRIGGER followed by writes, a rewrite
+ * with ALTER COLUMN ... TYPE ... USING, rules, a changed enum.  A
+ * transaction that runs such a statement in a database with the extension
+ * registers as a writer (conservatively: whatever table it names), so that
+ * caches built before it are not used by snapshots that see it.
+ */
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void
+cache_process_utility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	NodeTag		tag = nodeTag(pstmt->utilityStmt);
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	switch (tag)
+	{
+		case T_AlterTableStmt:
+		case T_AlterTableMoveAllStmt:
+		case T_RenameStmt:
+		case T_DropStmt:
+		case T_TruncateStmt:
+		case T_CreateTrigStmt:
+		case T_RuleStmt:
+		case T_AlterObjectSchemaStmt:
+		case T_AlterEnumStmt:
+		case T_AlterExtensionStmt:
+		case T_AlterExtensionContentsStmt:
+		case T_DropOwnedStmt:
+			if (ring != NULL && IsTransactionState() && !RecoveryInProgress() &&
+				OidIsValid(get_namespace_oid("consent", true)))
+				register_writer();
+			break;
+		default:
+			break;
+	}
+}
+
 /*
  * consent.note_write(): BEFORE ... FOR EACH STATEMENT trigger on the
  * tables the rule reads.  Registers this transaction as a writer, once.
@@ -290,7 +368,6 @@ Datum
 consent_note_write(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TransactionId xid;
 	Datum		result = PointerGetDatum(NULL);
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -312,26 +389,7 @@ consent_note_write(PG_FUNCTION_ARGS)
 			PointerGetDatum(trigdata->tg_newtuple) :
 			PointerGetDatum(trigdata->tg_trigtuple);
 
-	xid = GetTopTransactionId();
-	if (TransactionIdEquals(xid, my_writer_xid))
-		return result;
-
-	if (ring != NULL)
-	{
-		WriterSlot *slot;
-
-		LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-		slot = &ring->slots[ring->next_seq % WRITER_RING_SIZE];
-		if (ring->next_seq >= WRITER_RING_SIZE &&
-			(!TransactionIdIsValid(ring->max_evicted) ||
-			 TransactionIdFollows(slot->xid, ring->max_evicted)))
-			ring->max_evicted = slot->xid;
-		slot->xid = xid;
-		slot->dbid = MyDatabaseId;
-		ring->next_seq++;
-		LWLockRelease(ring->lock);
-	}
-	my_writer_xid = xid;
+	register_writer();
 	return result;
 }
 
@@ -573,24 +631,37 @@ scope_fingerprint(const ConsentMeta *m, Snapshot snap, TransactionId *fp)
 	bool		ok = true;
 	int			n = 0;
 
+	/*
+	 * Read under "snap" itself, not through the caches: a snapshot may see
+	 * a committed ALTER whose invalidation messages this backend has not
+	 * received yet.
+	 */
 	for (int i = 0; i < 3; i++)
 	{
-		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rels[i]));
+		Relation	cls;
 		Relation	trig;
 		SysScanDesc scan;
 		ScanKeyData key;
 		HeapTuple	ttup;
 		int			found = 0;
 
-		if (!HeapTupleIsValid(tup))
-			return false;
-		fp[n++] = HeapTupleHeaderGetXmin(tup->t_data);
-		ReleaseSysCache(tup);
+		cls = table_open(RelationRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_class_oid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(rels[i]));
+		scan = systable_beginscan(cls, ClassOidIndexId, true, snap, 1, &key);
+		ttup = systable_getnext(scan);
+		if (HeapTupleIsValid(ttup))
+			fp[n] = HeapTupleHeaderGetXmin(ttup->t_data);
+		else
+			ok = false;
+		systable_endscan(scan);
+		table_close(cls, AccessShareLock);
+		n++;
 
 		trig = table_open(TriggerRelationId, AccessShareLock);
 		ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
 					F_OIDEQ, ObjectIdGetDatum(rels[i]));
-		scan = systable_beginscan(trig, TriggerRelidNameIndexId, true, NULL, 1, &key);
+		scan = systable_beginscan(trig, TriggerRelidNameIndexId, true, snap, 1, &key);
 		while (HeapTupleIsValid(ttup = systable_getnext(scan)))
 		{
 			Form_pg_trigger t = (Form_pg_trigger) GETSTRUCT(ttup);
@@ -683,6 +754,11 @@ scope_build(Snapshot snap, bool shared)
 
 			if (w->dbid != MyDatabaseId)
 				continue;
+			if (TransactionIdIsCurrentTransactionId(w->xid))
+			{
+				scope->stale = true;	/* own writes: this snapshot only */
+				break;
+			}
 			if (TransactionIdPrecedes(w->xid, snap->xmin))
 				continue;		/* settled before the snapshot: same for all */
 			if (!xid_visible(w->xid, snap))
@@ -799,8 +875,13 @@ scope_valid_for(CacheScope *scope, Snapshot snap)
 static bool
 shared_scope_allowed(void)
 {
+	/*
+	 * Not in a parallel worker: its leader's writes are its own
+	 * (TransactionIdIsCurrentTransactionId) but were registered by the
+	 * leader, so current_xact_wrote() cannot tell.
+	 */
 	return ring != NULL && consent_cross_statement_cache &&
-		!RecoveryInProgress() && !current_xact_wrote();
+		!IsParallelWorker() && !RecoveryInProgress() && !current_xact_wrote();
 }
 
 static void
@@ -1080,6 +1161,26 @@ dense_until_cmp(const void *a, const void *b)
 }
 
 /*
+ * Memory that counts against consent.cache_memory while a map loads: the
+ * scope's, the load's, and that of scopes retired in this transaction
+ * (freed at its end; a long transaction that sees many writes retires a
+ * scope per statement).
+ */
+static Size
+map_memory(CacheScope *scope, MemoryContext building)
+{
+	Size		total = MemoryContextMemAllocated(scope->cxt, true) +
+		MemoryContextMemAllocated(building, true);
+
+	for (CacheScope *r = retired_scopes; r; r = r->next_retired)
+	{
+		if (r != scope)
+			total += MemoryContextMemAllocated(r->cxt, true);
+	}
+	return total;
+}
+
+/*
  * A record on the path, while a map loads and every subject so far is a
  * bigint: appended to a flat array (no hashing, no allocation per record),
  * turned into a dense map at the end.
@@ -1155,12 +1256,16 @@ flat_to_dense(CacheScope *scope, BulkMap *bm, FlatEntry *flat, uint64 nflat, Siz
 		lo = Min(lo, flat[i].subject);
 		hi = Max(hi, flat[i].subject);
 	}
+	/* hi - lo, not hi - lo + 1: the full int64 range would wrap to 0 */
+	if ((uint64) hi - (uint64) lo >= 4 * nflat + 4096)
+		return false;
 	span = (uint64) hi - (uint64) lo + 1;
-	if (span > 4 * nflat + 4096 || span > (uint64) MaxAllocHugeSize ||
-		MemoryContextMemAllocated(scope->cxt, true) + 2 * span > limit)
+	if (span > (uint64) MaxAllocHugeSize ||
+		map_memory(scope, bm->cxt) + 2 * span > limit)
 		return false;
 
-	cxt = AllocSetContextCreate(scope->cxt, "consent dense map", ALLOCSET_DEFAULT_SIZES);
+	cxt = AllocSetContextCreate(MemoryContextGetParent(bm->cxt), "consent dense map",
+								ALLOCSET_DEFAULT_SIZES);
 	bm->dense_verdict = MemoryContextAllocExtended(cxt, span, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	nearest = MemoryContextAllocExtended(bm->cxt, span, MCXT_ALLOC_HUGE);
 	memset(nearest, 0xFF, span);
@@ -1232,11 +1337,14 @@ bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 	uint64		flatcap = 1024;
 	bool		all_int8 = true;
 
-	bm = MemoryContextAllocZero(scope->cxt, sizeof(BulkMap));
+	/*
+	 * The map is built in a context of the statement's and joins the scope
+	 * only once complete: an error or a cancel part-way (the scope may
+	 * outlive the transaction) leaves nothing half-built behind.
+	 */
+	bm = palloc0(sizeof(BulkMap));
 	bm->purpose_id = rp->self->id;
-	bm->next = scope->maps;
-	scope->maps = bm;
-	bm->cxt = AllocSetContextCreate(scope->cxt, "consent bulk map",
+	bm->cxt = AllocSetContextCreate(CurrentMemoryContext, "consent bulk map",
 									ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(bm->cxt);
 	flat = MemoryContextAllocExtended(bm->cxt, flatcap * sizeof(FlatEntry), MCXT_ALLOC_HUGE);
@@ -1320,7 +1428,7 @@ bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 		if ((++n & 0xFFFF) == 0)
 		{
 			CHECK_FOR_INTERRUPTS();
-			if (MemoryContextMemAllocated(scope->cxt, true) > limit)
+			if (map_memory(scope, bm->cxt) > limit)
 			{
 				bm->failed = true;
 				break;
@@ -1338,7 +1446,7 @@ bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 	}
 	MemoryContextSwitchTo(old);
 
-	if (!bm->failed && MemoryContextMemAllocated(scope->cxt, true) > limit)
+	if (!bm->failed && map_memory(scope, bm->cxt) > limit)
 		bm->failed = true;
 	if (bm->failed)
 	{
@@ -1352,11 +1460,20 @@ bulk_build(CallSite *cs, const ResolvedPurpose *rp)
 	}
 	else
 	{
+		MemoryContextSetParent(bm->cxt, scope->cxt);
 		n_map_builds++;
 		if (bm->dense)
 			n_dense_builds++;
 	}
-	return bm;
+	{
+		BulkMap    *kept = MemoryContextAlloc(scope->cxt, sizeof(BulkMap));
+
+		*kept = *bm;
+		pfree(bm);
+		kept->next = scope->maps;
+		scope->maps = kept;
+		return kept;
+	}
 }
 
 /* Verdict of one subject from a map: allowed? */
@@ -1590,15 +1707,23 @@ shared_map_lookup(CallSite *cs, const ResolvedPurpose *rp)
 	if (i < scope->nlooked && scope->looked_gen[i] == gen)
 		return NULL;			/* looked already; nothing published since */
 	bm = shared_map_attach(cs, rp, &retry);
-	if (bm == NULL && !retry)
+
+	/*
+	 * Not again until something is published (also when the map is still
+	 * mapped for a retired scope: this scope then does without it, rather
+	 * than look it up per row).
+	 */
+	if (bm == NULL)
 	{
-		if (i == scope->nlooked && i < (int) lengthof(scope->looked_purpose))
-			scope->nlooked++;
-		if (i < scope->nlooked)
+		if (i == scope->nlooked)
 		{
-			scope->looked_purpose[i] = rp->self->id;
-			scope->looked_gen[i] = gen;
+			if (scope->nlooked < (int) lengthof(scope->looked_purpose))
+				scope->nlooked++;
+			else
+				i = rp->self->id % lengthof(scope->looked_purpose);
 		}
+		scope->looked_purpose[i] = rp->self->id;
+		scope->looked_gen[i] = gen;
 	}
 	return bm;
 }
@@ -1761,5 +1886,7 @@ consent_cache_init(void)
 #endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = cache_shmem_startup;
+		prev_process_utility = ProcessUtility_hook;
+		ProcessUtility_hook = cache_process_utility;
 	}
 }
