@@ -476,19 +476,25 @@ purpose_has_children(Relation heap, Snapshot snapshot, const struct varlena *key
  * Parse "key" or "key@version" as the pattern
  * ^([A-Za-z0-9][A-Za-z0-9_.:-]*)(?:@([1-9][0-9]{0,8}))?$ does.
  */
+static inline bool
+ascii_alnum(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+}
+
 static bool
 notice_parse(const char *s, int len, int *keylen, int32 *version)
 {
 	int			i = 0;
 
 	*version = 0;
-	if (len == 0 || !isascii((unsigned char) s[0]) || !isalnum((unsigned char) s[0]))
+	if (len == 0 || !ascii_alnum(s[0]))
 		return false;
 	for (i = 1; i < len; i++)
 	{
-		unsigned char ch = (unsigned char) s[i];
+		char		ch = s[i];
 
-		if (!(isascii(ch) && (isalnum(ch) || ch == '_' || ch == '.' || ch == ':' || ch == '-')))
+		if (!(ascii_alnum(ch) || ch == '_' || ch == '.' || ch == ':' || ch == '-'))
 			break;
 	}
 	*keylen = i;
