@@ -176,6 +176,11 @@ SELECT consent.grant('trig', 'news'), consent.withdraw('trig', 'news');
 SELECT count(*) - :events_before AS new_events FROM consent.audit_events WHERE subject = 'trig';
 SELECT count(*) AS outbox_rows FROM consent.outbox WHERE subject = 'trig';
 
+-- A read-only transaction: the write fails with 25006, as any write does.
+BEGIN READ ONLY;
+SELECT state, message FROM pg_temp.try($$SELECT consent.grant('ro', 'news')$$);
+ROLLBACK;
+
 -- Saved plans and cached catalog entries survive the extension being
 -- dropped and created again in the same session.
 SET client_min_messages = warning;
