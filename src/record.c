@@ -34,6 +34,10 @@
  * Unlike that row lock, the table lock writes nothing: no tuple lock in
  * the purpose's heap page, no MultiXact when writers run concurrently.
  *
+ * consent.withdraw also withdraws what was given for the purpose's
+ * descendants; consent.purpose_has_children() (one probe of the index on
+ * parent_key) lets it skip that query for a purpose without children.
+ *
  * The saved plans take only built-in types as parameters (the status as
  * text, cast in the query), so that the plan cache alone keeps them valid
  * when the extension is dropped and created again; the OIDs this file
@@ -44,25 +48,18 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/nbtree.h"
-#include "access/relscan.h"
 #include "access/skey.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
-#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -71,7 +68,6 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 #include "consent.h"
 
