@@ -277,6 +277,11 @@ BEGIN
 	IF key IS NULL THEN
 		RAISE EXCEPTION 'purpose key must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	-- The recording functions open consent.purposes in ROW SHARE mode and
+	-- only then read the purpose (src/record.c): EXCLUSIVE makes a
+	-- retirement wait for recorders in flight, and them for it, without
+	-- their writing a row lock on every call.  Readers are not blocked.
+	LOCK TABLE consent.purposes IN EXCLUSIVE MODE;
 	SELECT p.retired_at INTO v_retired
 	  FROM consent.purposes p
 	 WHERE p.key OPERATOR(consent.=) retire_purpose.key

@@ -75,7 +75,12 @@ DECLARE
 BEGIN
 	v_status := consent.apply_choice('withdraw', subject, purpose, NULL, method, NULL, NULL, NULL, reason);
 	-- Withdrawing a purpose withdraws what was given for its descendants too,
-	-- each recorded on its own, so that no narrower grant survives.
+	-- each recorded on its own, so that no narrower grant survives.  Only a
+	-- purpose with children can have descendants: one index probe saves the
+	-- query for every other purpose.
+	IF NOT consent.purpose_has_children(purpose) THEN
+		RETURN v_status;
+	END IF;
 	FOR d IN
 		SELECT p.key FROM consent.records r
 		  JOIN consent.purposes p ON p.id = r.purpose_id
@@ -129,28 +134,28 @@ CREATE FUNCTION consent.grant(subject bigint, purpose consent.purpose_key, notic
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('grant', subject::text, purpose, notice, method, source, expires_at, evidence, NULL); END $$;
 CREATE FUNCTION consent.grant(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.grant(subject::text, purpose, notice, method, source, expires_at, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('grant', subject::text, purpose, notice, method, source, expires_at, evidence, NULL); END $$;
 CREATE FUNCTION consent.deny(subject bigint, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.deny(subject::text, purpose, notice, method, source, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('deny', subject::text, purpose, notice, method, source, NULL, evidence, NULL); END $$;
 CREATE FUNCTION consent.deny(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.deny(subject::text, purpose, notice, method, source, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('deny', subject::text, purpose, notice, method, source, NULL, evidence, NULL); END $$;
 CREATE FUNCTION consent.confirm(subject bigint, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.confirm(subject::text, purpose, method, source, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('confirm', subject::text, purpose, NULL, method, source, NULL, evidence, NULL); END $$;
 CREATE FUNCTION consent.confirm(subject uuid, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.confirm(subject::text, purpose, method, source, evidence); END $$;
+AS $$ BEGIN RETURN consent.apply_choice('confirm', subject::text, purpose, NULL, method, source, NULL, evidence, NULL); END $$;
 CREATE FUNCTION consent.withdraw(subject bigint, purpose consent.purpose_key, reason text DEFAULT NULL,
 	method text DEFAULT 'api')
 RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -1,0 +1,996 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *		The single writer of consent.records: consent.apply_choice(), behind
+ *		grant, deny, confirm, withdraw and withdraw_all.
+ *
+ * One call validates one choice and stores it:
+ *
+ *	 - the arguments are checked in C, in the order and with the errors
+ *	   (SQLSTATE, message, detail, hint) that docs/errors.md lists;
+ *	 - the purpose is read by one probe of consent.purposes' unique index
+ *	   on key, the notice ("key" or "key@version") by one backward scan of
+ *	   consent.notices' unique index on (key, version, locale), which also
+ *	   answers whether the notice covers the purpose and whether a material
+ *	   version supersedes it;
+ *	 - the record is written by one saved plan (INSERT ... ON CONFLICT DO
+ *	   UPDATE, or UPDATE for a confirmation), executed through SPI once per
+ *	   call.  Being an ordinary statement, it fires every trigger of
+ *	   consent.records as any other writer does (note_write per statement
+ *	   and per row, the audit and outbox triggers), checks the foreign key
+ *	   and CHECK constraints, and resolves concurrent upserts of one
+ *	   (subject, purpose) the way the executor always does.
+ *
+ * Retire vs. record.  consent.retire_purpose() locks consent.purposes in
+ * EXCLUSIVE mode; the writer opens it in ROW SHARE mode, which conflicts
+ * with that and with nothing else that runs routinely (readers take ACCESS
+ * SHARE, define_purpose ROW EXCLUSIVE).  Only then does the writer take its
+ * snapshot and read the purpose: under READ COMMITTED a retirement is
+ * either committed and seen, or waits for the writer's commit.  Under
+ * REPEATABLE READ and SERIALIZABLE the transaction's snapshot may predate a
+ * retirement the writer waited for; the purpose row is then read a second
+ * time with SnapshotSelf, and a newer version means the row changed under
+ * the snapshot: 40001, as the FOR SHARE row lock this replaces raised.
+ * Unlike that row lock, the table lock writes nothing: no tuple lock in
+ * the purpose's heap page, no MultiXact when writers run concurrently.
+ *
+ * consent.withdraw also withdraws what was given for the purpose's
+ * descendants; consent.purpose_has_children() (one probe of the index on
+ * parent_key) lets it skip that query for a purpose without children.
+ *
+ * The saved plans take only built-in types as parameters (the status as
+ * text, cast in the query), so that the plan cache alone keeps them valid
+ * when the extension is dropped and created again; the OIDs this file
+ * caches are reset by a relcache callback.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "consent.h"
+
+PG_FUNCTION_INFO_V1(consent_apply_choice);
+PG_FUNCTION_INFO_V1(consent_purpose_has_children);
+
+typedef enum ChoiceAction
+{
+	CA_GRANT,
+	CA_DENY,
+	CA_WITHDRAW,
+	CA_CONFIRM,
+	CA_EXPIRE,
+	CA_UNKNOWN
+} ChoiceAction;
+
+/* One choice as the caller gave it; NULL pointers for NULL arguments. */
+typedef struct Choice
+{
+	ChoiceAction action;
+	const char *action_name;	/* "<NULL>" for a NULL action */
+	Datum		subject;		/* text */
+	bool		subject_null;
+	struct varlena *purpose;	/* consent.purpose_key, detoasted */
+	text	   *notice;
+	text	   *method;
+	Datum		source;			/* text */
+	bool		source_null;
+	TimestampTz expires_at;
+	bool		expires_null;
+	Jsonb	   *evidence;
+	Datum		reason;			/* text */
+	bool		reason_null;
+} Choice;
+
+/* What the writer needs of a purpose row. */
+typedef struct PurposeRow
+{
+	ItemPointerData tid;
+	int32		id;
+	Oid			basis;
+	bool		has_valid_for;
+	Interval	valid_for;
+	bool		requires_confirmation;
+	bool		retired;
+	TimestampTz retired_at;
+} PurposeRow;
+
+/* OIDs and attribute numbers, per database, reset by relcache callbacks. */
+typedef struct RecordMeta
+{
+	bool		valid;
+	Oid			records;
+	Oid			purposes;
+	Oid			purposes_key_idx;
+	Oid			purposes_parent_idx;
+	Oid			notices;
+	Oid			notices_key_idx;
+	AttrNumber	p_id,
+				p_legal_basis,
+				p_valid_for,
+				p_requires_confirmation,
+				p_retired_at;
+	AttrNumber	n_version,
+				n_purposes,
+				n_material;
+	Oid			st_pending,
+				st_granted,
+				st_denied,
+				st_withdrawn,
+				st_expired;
+	Oid			lb_consent,
+				lb_explicit,
+				lb_legitimate;
+	FmgrInfo	key_eq;			/* consent.purpose_key equality */
+	Oid			notice_key_collation;
+} RecordMeta;
+
+static RecordMeta meta;
+static bool callback_registered = false;
+
+/* Saved plans, kept for the life of the backend (see the file header). */
+static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr confirm_lock_plan = NULL;
+static SPIPlanPtr confirm_superseded_plan = NULL;
+static SPIPlanPtr confirm_update_plan = NULL;
+
+static Oid	record_choice(const Choice *c);
+
+/* ----------------------------------------------------------------
+ * Catalog
+ * ----------------------------------------------------------------
+ */
+
+static void
+record_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (!meta.valid)
+		return;
+	if (relid == InvalidOid || relid == meta.records ||
+		relid == meta.purposes || relid == meta.notices ||
+		relid == meta.purposes_key_idx || relid == meta.purposes_parent_idx ||
+		relid == meta.notices_key_idx)
+		meta.valid = false;
+}
+
+static void
+record_meta_load(void)
+{
+	Oid			nsp;
+	Relation	idx;
+	Oid			eqop;
+
+	if (meta.valid)
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(record_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+
+	nsp = consent_namespace();
+	meta.records = consent_relid(nsp, "records");
+	meta.purposes = consent_relid(nsp, "purposes");
+	meta.purposes_key_idx = consent_relid(nsp, "purposes_key_key");
+	meta.purposes_parent_idx = consent_relid(nsp, "purposes_parent_key_idx");
+	meta.notices = consent_relid(nsp, "notices");
+	meta.notices_key_idx = consent_relid(nsp, "notices_key_version_locale_key");
+
+	meta.p_id = consent_attnum(meta.purposes, "id");
+	meta.p_legal_basis = consent_attnum(meta.purposes, "legal_basis");
+	meta.p_valid_for = consent_attnum(meta.purposes, "valid_for");
+	meta.p_requires_confirmation = consent_attnum(meta.purposes, "requires_confirmation");
+	meta.p_retired_at = consent_attnum(meta.purposes, "retired_at");
+	meta.n_version = consent_attnum(meta.notices, "version");
+	meta.n_purposes = consent_attnum(meta.notices, "purposes");
+	meta.n_material = consent_attnum(meta.notices, "material");
+
+	meta.st_pending = consent_enum_label(nsp, "status", "pending");
+	meta.st_granted = consent_enum_label(nsp, "status", "granted");
+	meta.st_denied = consent_enum_label(nsp, "status", "denied");
+	meta.st_withdrawn = consent_enum_label(nsp, "status", "withdrawn");
+	meta.st_expired = consent_enum_label(nsp, "status", "expired");
+	meta.lb_consent = consent_enum_label(nsp, "legal_basis", "consent");
+	meta.lb_explicit = consent_enum_label(nsp, "legal_basis", "explicit_consent");
+	meta.lb_legitimate = consent_enum_label(nsp, "legal_basis", "legitimate_interests");
+
+	/* The equality operator of the key index's operator family. */
+	idx = index_open(meta.purposes_key_idx, AccessShareLock);
+	eqop = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0],
+							   idx->rd_opcintype[0], BTEqualStrategyNumber);
+	index_close(idx, AccessShareLock);
+	if (!OidIsValid(eqop))
+		elog(ERROR, "no equality operator for consent.purpose_key");
+	fmgr_info_cxt(get_opcode(eqop), &meta.key_eq, TopMemoryContext);
+
+	idx = index_open(meta.notices_key_idx, AccessShareLock);
+	meta.notice_key_collation = idx->rd_indcollation[0];
+	index_close(idx, AccessShareLock);
+
+	meta.valid = true;
+}
+
+/* ----------------------------------------------------------------
+ * Small helpers
+ * ----------------------------------------------------------------
+ */
+
+static char *
+key_cstring(const struct varlena *key)
+{
+	return pnstrdup(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+}
+
+/* a @> b: a is b or an ancestor of b (see purpose_key.c) */
+static bool
+key_contains(const char *a, int alen, const char *b, int blen)
+{
+	if (alen > blen)
+		return false;
+	if (alen < blen && b[alen] != '.')
+		return false;
+	return memcmp(a, b, alen) == 0;
+}
+
+static char *
+timestamptz_cstring(TimestampTz t)
+{
+	return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t)));
+}
+
+static char *
+enum_cstring(Oid label)
+{
+	return DatumGetCString(DirectFunctionCall1(enum_out, ObjectIdGetDatum(label)));
+}
+
+/* consent.closest_purposes(key, active_only): hint text (error paths only) */
+static char *
+closest_purposes_hint(const struct varlena *key, bool active_only)
+{
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	List	   *name;
+	Oid			fn;
+	Datum		d;
+
+	name = list_make2(makeString("consent"), makeString("closest_purposes"));
+	fn = LookupFuncName(name, 2, argtypes, false);
+	d = OidFunctionCall2(fn, PointerGetDatum(cstring_to_text(key_cstring(key))),
+						 BoolGetDatum(active_only));
+	return TextDatumGetCString(d);
+}
+
+/*
+ * Run a query through SPI and return the first column of its first row as
+ * a C string, NULL when none.  For the text of error hints only.
+ */
+static char *
+spi_text(const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *result = NULL;
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, nargs, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI query failed: %s", sql);
+	if (SPI_processed > 0)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (s != NULL)
+			result = MemoryContextStrdup(caller, s);
+	}
+	SPI_finish();
+	return result;
+}
+
+static SPIPlanPtr
+saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* ----------------------------------------------------------------
+ * Validation of the arguments that need no table
+ * ----------------------------------------------------------------
+ */
+
+static void
+check_arguments(const Choice *c)
+{
+	if (c->subject_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("subject must not be null")));
+	else
+	{
+		text	   *s = DatumGetTextPP(c->subject);
+		int			len = VARSIZE_ANY_EXHDR(s);
+
+		if (len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("subject must not be empty")));
+		if (len > CONSENT_SUBJECT_MAX_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("subject is %d bytes long, the limit is %d",
+							len, CONSENT_SUBJECT_MAX_BYTES),
+					 errhint("Use a stable identifier such as a customer id or uuid, not free text.")));
+	}
+
+	if (c->purpose == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("purpose must not be null")));
+
+	if (c->method == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("method must be a non-empty label of at most 64 bytes, not NULL")));
+	else
+	{
+		const char *m = VARDATA_ANY(c->method);
+		int			len = VARSIZE_ANY_EXHDR(c->method);
+		bool		blank = true;
+
+		/* btrim() without characters trims spaces only */
+		for (int i = 0; i < len && blank; i++)
+			blank = (m[i] == ' ');
+		if (blank || len > 64)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("method must be a non-empty label of at most 64 bytes, not %s",
+							quote_literal_cstr(text_to_cstring(c->method)))));
+	}
+
+	if (c->evidence != NULL && !JB_ROOT_IS_OBJECT(c->evidence))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("evidence must be a JSON object, not a JSON %s",
+						text_to_cstring(DatumGetTextPP(DirectFunctionCall1(jsonb_typeof,
+																		   JsonbPGetDatum(c->evidence)))))));
+}
+
+/* ----------------------------------------------------------------
+ * Purposes
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Look up a purpose by key through the unique index on key; false when no
+ * version of it is visible to "snapshot".
+ */
+static bool
+purpose_lookup(Relation heap, Snapshot snapshot, const struct varlena *key,
+			   PurposeRow *row)
+{
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData skey;
+	bool		found;
+
+	index = index_open(meta.purposes_key_idx, AccessShareLock);
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
+								   InvalidOid, InvalidOid, &meta.key_eq,
+								   PointerGetDatum(key));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	slot = table_slot_create(heap, NULL);
+
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		row->tid = slot->tts_tid;
+		row->id = DatumGetInt32(slot_getattr(slot, meta.p_id, &isnull));
+		row->basis = DatumGetObjectId(slot_getattr(slot, meta.p_legal_basis, &isnull));
+		d = slot_getattr(slot, meta.p_valid_for, &isnull);
+		row->has_valid_for = !isnull;
+		if (!isnull)
+			row->valid_for = *DatumGetIntervalP(d);
+		row->requires_confirmation =
+			DatumGetBool(slot_getattr(slot, meta.p_requires_confirmation, &isnull));
+		d = slot_getattr(slot, meta.p_retired_at, &isnull);
+		row->retired = !isnull;
+		row->retired_at = isnull ? 0 : DatumGetTimestampTz(d);
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
+ * Has the purpose any child?  One probe of the index on parent_key: only
+ * then can a withdrawal have descendants to withdraw too.
+ */
+static bool
+purpose_has_children(Relation heap, Snapshot snapshot, const struct varlena *key)
+{
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData skey;
+	bool		found;
+
+	index = index_open(meta.purposes_parent_idx, AccessShareLock);
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
+								   InvalidOid, InvalidOid, &meta.key_eq,
+								   PointerGetDatum(key));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	slot = table_slot_create(heap, NULL);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
+}
+
+/* ----------------------------------------------------------------
+ * Notices
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Parse "key" or "key@version" as the pattern
+ * ^([A-Za-z0-9][A-Za-z0-9_.:-]*)(?:@([1-9][0-9]{0,8}))?$ does.
+ */
+static inline bool
+ascii_alnum(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+}
+
+static bool
+notice_parse(const char *s, int len, int *keylen, int32 *version)
+{
+	int			i = 0;
+
+	*version = 0;
+	if (len == 0 || !ascii_alnum(s[0]))
+		return false;
+	for (i = 1; i < len; i++)
+	{
+		char		ch = s[i];
+
+		if (!(ascii_alnum(ch) || ch == '_' || ch == '.' || ch == ':' || ch == '-'))
+			break;
+	}
+	*keylen = i;
+	if (i == len)
+		return true;
+	if (s[i] != '@')
+		return false;
+	i++;
+	if (i >= len || s[i] < '1' || s[i] > '9' || len - i > 9)
+		return false;
+	for (int j = i; j < len; j++)
+	{
+		if (s[j] < '0' || s[j] > '9')
+			return false;
+		*version = *version * 10 + (s[j] - '0');
+	}
+	return true;
+}
+
+typedef struct NoticeInfo
+{
+	char	   *key;
+	int32		version;
+	bool		key_exists;
+	bool		version_exists;
+	bool		superseded;		/* a material version above "version" */
+	bool		covers;			/* "version" covers the purpose */
+} NoticeInfo;
+
+/*
+ * Resolve the notice against consent.notices: one backward scan over the
+ * versions of the key, newest first, that stops below the version asked
+ * for.  With no version given, the newest visible one is taken.
+ */
+static void
+notice_resolve(Snapshot snapshot, const char *key, int keylen,
+			   int32 version, const struct varlena *purpose, NoticeInfo *ni)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData skey;
+	text	   *keytext = cstring_to_text_with_len(key, keylen);
+	const char *pkey = VARDATA_ANY(purpose);
+	int			pkeylen = VARSIZE_ANY_EXHDR(purpose);
+
+	memset(ni, 0, sizeof(*ni));
+	ni->key = pnstrdup(key, keylen);
+	ni->version = version;
+
+	heap = table_open(meta.notices, AccessShareLock);
+	index = index_open(meta.notices_key_idx, AccessShareLock);
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(keytext));
+	skey.sk_collation = meta.notice_key_collation;
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	slot = table_slot_create(heap, NULL);
+
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		int32		v = DatumGetInt32(slot_getattr(slot, meta.n_version, &isnull));
+
+		ni->key_exists = true;
+		if (ni->version == 0)
+			ni->version = v;	/* the latest version */
+		if (v < ni->version)
+			break;
+		if (v > ni->version)
+		{
+			if (DatumGetBool(slot_getattr(slot, meta.n_material, &isnull)))
+				ni->superseded = true;
+			continue;
+		}
+		ni->version_exists = true;
+		if (!ni->covers)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(slot_getattr(slot, meta.n_purposes, &isnull));
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+			int16		typlen;
+			bool		typbyval;
+			char		typalign;
+
+			get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
+			deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign,
+							  &elems, &nulls, &n);
+			for (int i = 0; i < n && !ni->covers; i++)
+			{
+				struct varlena *c;
+
+				if (nulls[i])
+					continue;
+				c = (struct varlena *) PG_DETOAST_DATUM_PACKED(elems[i]);
+				ni->covers = key_contains(VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c),
+										  pkey, pkeylen);
+			}
+		}
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+}
+
+/* ----------------------------------------------------------------
+ * The writer
+ * ----------------------------------------------------------------
+ */
+
+static const char *
+action_participle(ChoiceAction a)
+{
+	switch (a)
+	{
+		case CA_DENY:
+			return "denied";
+		case CA_WITHDRAW:
+			return "withdrawn";
+		case CA_GRANT:
+			return "granted";
+		default:
+			return "confirmed";
+	}
+}
+
+/* Confirm a pending grant: lock the record, check it, update it. */
+static void
+confirm_record(const Choice *c, const PurposeRow *p, const char *purpose_str,
+			   const char *actor)
+{
+	Oid			lock_types[2] = {TEXTOID, INT4OID};
+	Oid			update_types[6] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[6];
+	char		nulls[6];
+	SPIPlanPtr	plan;
+	char	   *current = NULL;
+
+	values[0] = c->subject;
+	values[1] = Int32GetDatum(p->id);
+	memset(nulls, ' ', sizeof(nulls));
+
+	SPI_connect();
+	plan = saved_plan(&confirm_lock_plan,
+					  "SELECT r.status::pg_catalog.text FROM consent.records r"
+					  " WHERE r.subject OPERATOR(pg_catalog.=) $1"
+					  "   AND r.purpose_id OPERATOR(pg_catalog.=) $2"
+					  "   FOR UPDATE",
+					  2, lock_types);
+	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the record to confirm");
+	if (SPI_processed > 0)
+		current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (current == NULL || strcmp(current, "pending") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subject has no pending consent to purpose \"%s\" to confirm", purpose_str),
+				 errdetail("The current status is %s.", current ? current : "none"),
+				 errhint("Call consent.grant() first; it records a pending consent for purposes that require confirmation.")));
+
+	/* A grant whose notice was superseded while it waited would not count. */
+	plan = saved_plan(&confirm_superseded_plan,
+					  "SELECT 1 FROM consent.records r"
+					  "  JOIN consent.notices n ON n.key OPERATOR(pg_catalog.=) r.notice_key"
+					  " WHERE r.subject OPERATOR(pg_catalog.=) $1"
+					  "   AND r.purpose_id OPERATOR(pg_catalog.=) $2"
+					  "   AND n.material"
+					  "   AND n.version OPERATOR(pg_catalog.>) r.notice_version",
+					  2, lock_types);
+	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the notice of the record to confirm");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the notice of the pending consent to purpose \"%s\" has been superseded by a material version",
+						purpose_str),
+				 errhint("Ask for consent again under the latest version: call consent.grant() with it, then confirm.")));
+
+	values[2] = PointerGetDatum(c->method);
+	values[3] = c->source;
+	nulls[3] = c->source_null ? 'n' : ' ';
+	values[4] = CStringGetTextDatum(actor);
+	values[5] = c->evidence ? JsonbPGetDatum(c->evidence) : (Datum) 0;
+	nulls[5] = c->evidence ? ' ' : 'n';
+	plan = saved_plan(&confirm_update_plan,
+					  "UPDATE consent.records r"
+					  "   SET status = 'granted', effective_at = pg_catalog.now(), method = $3,"
+					  "       source = coalesce($4, r.source), actor = $5,"
+					  "       evidence = CASE WHEN $6 IS NULL THEN r.evidence"
+					  "                  ELSE coalesce(r.evidence, '{}'::pg_catalog.jsonb) OPERATOR(pg_catalog.||) $6 END,"
+					  "       recorded_at = pg_catalog.clock_timestamp()"
+					  " WHERE r.subject OPERATOR(pg_catalog.=) $1"
+					  "   AND r.purpose_id OPERATOR(pg_catalog.=) $2",
+					  6, update_types);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not confirm the record");
+	SPI_finish();
+}
+
+/* Insert or overwrite the (subject, purpose) record. */
+static void
+upsert_record(const Choice *c, const PurposeRow *p, const char *status,
+			  bool has_expiry, TimestampTz expires_at, const NoticeInfo *ni,
+			  const char *actor)
+{
+	Oid			types[11] = {TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT4OID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[11];
+	char		nulls[11];
+	SPIPlanPtr	plan;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = c->subject;
+	values[1] = Int32GetDatum(p->id);
+	values[2] = CStringGetTextDatum(status);
+	values[3] = TimestampTzGetDatum(expires_at);
+	nulls[3] = has_expiry ? ' ' : 'n';
+	if (ni != NULL)
+	{
+		values[4] = CStringGetTextDatum(ni->key);
+		values[5] = Int32GetDatum(ni->version);
+	}
+	else
+	{
+		values[4] = values[5] = (Datum) 0;
+		nulls[4] = nulls[5] = 'n';
+	}
+	values[6] = PointerGetDatum(c->method);
+	values[7] = c->source;
+	nulls[7] = c->source_null ? 'n' : ' ';
+	values[8] = CStringGetTextDatum(actor);
+	values[9] = c->reason;
+	nulls[9] = c->reason_null ? 'n' : ' ';
+	values[10] = c->evidence ? JsonbPGetDatum(c->evidence) : (Datum) 0;
+	nulls[10] = c->evidence ? ' ' : 'n';
+
+	SPI_connect();
+	plan = saved_plan(&upsert_plan,
+					  "INSERT INTO consent.records AS r"
+					  " (subject, purpose_id, status, effective_at, expires_at, notice_key, notice_version,"
+					  "  method, source, actor, reason, evidence)"
+					  " VALUES ($1, $2, $3::consent.status, pg_catalog.now(), $4, $5, $6, $7, $8, $9, $10, $11)"
+					  " ON CONFLICT (subject, purpose_id) DO UPDATE"
+					  " SET status = EXCLUDED.status, effective_at = EXCLUDED.effective_at,"
+					  "     expires_at = EXCLUDED.expires_at, notice_key = EXCLUDED.notice_key,"
+					  "     notice_version = EXCLUDED.notice_version, method = EXCLUDED.method,"
+					  "     source = EXCLUDED.source, actor = EXCLUDED.actor, reason = EXCLUDED.reason,"
+					  "     evidence = EXCLUDED.evidence, recorded_at = EXCLUDED.recorded_at",
+					  11, types);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the record");
+	SPI_finish();
+}
+
+/*
+ * Validate one choice and store it; returns the stored status.  The same
+ * checks, in the same order, as the PL/pgSQL writer this replaces.
+ */
+static Oid
+record_choice(const Choice *c)
+{
+	Relation	purposes;
+	Snapshot	snapshot;
+	PurposeRow	p;
+	char	   *purpose_str;
+	NoticeInfo	notice;
+	bool		has_notice = false;
+	Oid			status;
+	const char *status_name;
+	bool		has_expiry = false;
+	TimestampTz expires_at = 0;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	const char *actor;
+
+	check_arguments(c);
+	record_meta_load();
+	purpose_str = key_cstring(c->purpose);
+
+	/*
+	 * ROW SHARE on consent.purposes before the snapshot: retire_purpose
+	 * holds EXCLUSIVE until it commits (see the file header).
+	 */
+	purposes = table_open(meta.purposes, RowShareLock);
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+	if (!purpose_lookup(purposes, snapshot, c->purpose, &p))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("purpose \"%s\" does not exist", purpose_str),
+				 errhint("%s", closest_purposes_hint(c->purpose, false))));
+	if (IsolationUsesXactSnapshot())
+	{
+		PurposeRow	latest;
+
+		if (!purpose_lookup(purposes, SnapshotSelf, c->purpose, &latest) ||
+			!ItemPointerEquals(&latest.tid, &p.tid))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+	}
+
+	if (p.retired && (c->action == CA_GRANT || c->action == CA_CONFIRM))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("purpose \"%s\" is retired and cannot be granted", purpose_str),
+				 errdetail("It was retired at %s.", timestamptz_cstring(p.retired_at)),
+				 errhint("%s", closest_purposes_hint(c->purpose, true))));
+	if ((c->action == CA_GRANT || c->action == CA_CONFIRM ||
+		 c->action == CA_DENY || c->action == CA_WITHDRAW) &&
+		p.basis != meta.lb_consent && p.basis != meta.lb_explicit &&
+		p.basis != meta.lb_legitimate)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("purpose \"%s\" does not rest on consent, so it cannot be %s",
+						purpose_str, action_participle(c->action)),
+				 errdetail("Its legal basis is %s.", enum_cstring(p.basis)),
+				 errhint("Processing does not rest on consent; a grant, refusal or withdrawal does not change it. "
+						 "Handle the request under the rules of that legal basis.")));
+
+	/* Notice: "key" (latest version) or "key@version". */
+	if (c->notice != NULL)
+	{
+		const char *s = VARDATA_ANY(c->notice);
+		int			len = VARSIZE_ANY_EXHDR(c->notice);
+		int			keylen;
+		int32		version;
+
+		if (!notice_parse(s, len, &keylen, &version))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("malformed notice reference \"%s\"", text_to_cstring(c->notice)),
+					 errhint("Write the notice key, or key@version with a positive version, e.g. privacy-policy@3.")));
+		notice_resolve(snapshot, s, keylen, version, c->purpose, &notice);
+		if (!notice.key_exists)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("notice \"%s\" does not exist", notice.key)));
+		if (!notice.version_exists)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+			Datum		args[1] = {CStringGetTextDatum(notice.key)};
+			char	   *published;
+
+			published = spi_text("SELECT pg_catalog.string_agg(DISTINCT n.version::pg_catalog.text, ', ')"
+								 "  FROM consent.notices n WHERE n.key OPERATOR(pg_catalog.=) $1",
+								 1, argtypes, args);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("notice \"%s\" has no version %d", notice.key, notice.version),
+					 errhint("Published versions: %s.", published ? published : "")));
+		}
+		if (c->action == CA_GRANT && notice.superseded)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("notice \"%s\" version %d has been superseded by a material version",
+							notice.key, notice.version),
+					 errhint("A grant under it would not count; record the grant under the latest version, e.g. %s alone.",
+							 quote_literal_cstr(notice.key))));
+		if (!notice.covers)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("notice \"%s\" version %d does not cover purpose \"%s\"",
+							notice.key, notice.version, purpose_str),
+					 errhint("A notice covers the purposes it lists and their descendants.")));
+		has_notice = true;
+	}
+
+	switch (c->action)
+	{
+		case CA_GRANT:
+			if (!c->expires_null && p.basis != meta.lb_consent && p.basis != meta.lb_explicit)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a grant for purpose \"%s\" cannot expire: it rests on %s",
+								purpose_str, enum_cstring(p.basis)),
+						 errhint("A grant here only lifts an objection; only consent expires.")));
+			if (!c->expires_null && c->expires_at <= now)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("expiry %s is not in the future", timestamptz_cstring(c->expires_at))));
+			if (!c->expires_null)
+			{
+				has_expiry = true;
+				expires_at = c->expires_at;
+			}
+			else if (p.has_valid_for)
+			{
+				has_expiry = true;
+				expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+																	 TimestampTzGetDatum(now),
+																	 IntervalPGetDatum(&p.valid_for)));
+			}
+			status = p.requires_confirmation ? meta.st_pending : meta.st_granted;
+			status_name = p.requires_confirmation ? "pending" : "granted";
+			break;
+		case CA_DENY:
+			status = meta.st_denied;
+			status_name = "denied";
+			break;
+		case CA_WITHDRAW:
+			status = meta.st_withdrawn;
+			status_name = "withdrawn";
+			break;
+		case CA_CONFIRM:
+			status = meta.st_granted;
+			status_name = "granted";
+			break;
+		case CA_EXPIRE:
+			status = meta.st_expired;
+			status_name = "expired";
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown action \"%s\"", c->action_name)));
+			status = InvalidOid;	/* keep the compiler quiet */
+			status_name = NULL;
+	}
+
+	if (consent_actor != NULL && consent_actor[0] != '\0')
+		actor = consent_actor;
+	else
+		actor = GetUserNameFromId(GetSessionUserId(), false);
+
+	UnregisterSnapshot(snapshot);
+	table_close(purposes, NoLock);
+
+	if (c->action == CA_CONFIRM)
+		confirm_record(c, &p, purpose_str, actor);
+	else
+		upsert_record(c, &p, status_name, has_expiry, expires_at,
+					  has_notice ? &notice : NULL, actor);
+	return status;
+}
+
+/*
+ * consent.apply_choice(action, subject, purpose, notice, method, source,
+ *						expires_at, evidence, reason) RETURNS consent.status
+ *
+ * Not STRICT: most arguments may be NULL, and a NULL where a value is
+ * required has its own error (22004).  Every argument is checked here.
+ */
+Datum
+consent_apply_choice(PG_FUNCTION_ARGS)
+{
+	Choice		c;
+
+	memset(&c, 0, sizeof(c));
+	c.action = CA_UNKNOWN;
+	c.action_name = "<NULL>";
+	if (!PG_ARGISNULL(0))
+	{
+		c.action_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		if (strcmp(c.action_name, "grant") == 0)
+			c.action = CA_GRANT;
+		else if (strcmp(c.action_name, "deny") == 0)
+			c.action = CA_DENY;
+		else if (strcmp(c.action_name, "withdraw") == 0)
+			c.action = CA_WITHDRAW;
+		else if (strcmp(c.action_name, "confirm") == 0)
+			c.action = CA_CONFIRM;
+		else if (strcmp(c.action_name, "expire") == 0)
+			c.action = CA_EXPIRE;
+	}
+	c.subject_null = PG_ARGISNULL(1);
+	c.subject = c.subject_null ? (Datum) 0 : PG_GETARG_DATUM(1);
+	c.purpose = PG_ARGISNULL(2) ? NULL : PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(2));
+	c.notice = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	c.method = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
+	c.source_null = PG_ARGISNULL(5);
+	c.source = c.source_null ? (Datum) 0 : PG_GETARG_DATUM(5);
+	c.expires_null = PG_ARGISNULL(6);
+	c.expires_at = c.expires_null ? 0 : PG_GETARG_TIMESTAMPTZ(6);
+	c.evidence = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
+	c.reason_null = PG_ARGISNULL(8);
+	c.reason = c.reason_null ? (Datum) 0 : PG_GETARG_DATUM(8);
+
+	PG_RETURN_OID(record_choice(&c));
+}
+
+/*
+ * consent.purpose_has_children(purpose) RETURNS boolean
+ *
+ * Whether any purpose has this one as its parent, under the active
+ * snapshot: one probe of the index on parent_key.  consent.withdraw looks
+ * for descendant records to withdraw only when it is true.
+ */
+Datum
+consent_purpose_has_children(PG_FUNCTION_ARGS)
+{
+	struct varlena *key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+	Relation	purposes;
+	bool		result;
+
+	record_meta_load();
+	purposes = table_open(meta.purposes, AccessShareLock);
+	result = purpose_has_children(purposes, GetActiveSnapshot(), key);
+	table_close(purposes, AccessShareLock);
+	PG_RETURN_BOOL(result);
+}
