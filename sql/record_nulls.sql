@@ -190,6 +190,10 @@ CREATE EXTENSION consent;
 SELECT consent.define_purpose('news', 'Newsletter');
 SELECT consent.grant('again', 'news'), consent.withdraw('again', 'news'), consent.grant('again', 'news');
 SELECT subject, status FROM consent.records;
+-- the triggers' per-backend catalog caches followed too: an outbox row and
+-- an audit event per call, with the new tables
+SELECT (SELECT count(*) FROM consent.outbox WHERE subject = 'again') AS outbox_rows,
+	   (SELECT count(*) FROM consent.audit_events WHERE subject = 'again') AS audit_events;
 
 SET client_min_messages = warning;
 DROP EXTENSION consent CASCADE;

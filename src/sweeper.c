@@ -85,6 +85,7 @@
 #include "storage/lock.h"
 #include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
@@ -1288,6 +1289,138 @@ copy_into(Oid relid)
 	return false;
 }
 
+/*
+ * The catalog facts the outbox trigger needs, kept per backend: looking
+ * them up for every statement (a pg_depend scan for the sequence, twenty
+ * attribute numbers, a function lookup) cost about as much as the rest of
+ * the trigger for a one-row statement, which is what every recording call
+ * is.  Dropped by any invalidation of the tables involved or of pg_proc.
+ */
+#define OUTBOX_NATTNUMS 20		/* o_id .. r_source in OutboxState */
+
+typedef struct OutboxCatalog
+{
+	bool		valid;
+	Oid			dbid;
+	Oid			records;
+	Oid			outbox;
+	Oid			outbox_seq;
+	AttrNumber	o_id,			/* the same order as in OutboxState */
+				o_event,
+				o_subject,
+				o_purpose,
+				o_status,
+				o_previous_status,
+				o_expires_at,
+				o_at,
+				o_event_id,
+				o_payload,
+				o_attempts;
+	AttrNumber	r_subject,
+				r_purpose_id,
+				r_status,
+				r_effective_at,
+				r_expires_at,
+				r_notice_key,
+				r_notice_version,
+				r_method,
+				r_source;
+	Oid			purposes;
+	Oid			purposes_pkey;
+	AttrNumber	p_id,
+				p_key;
+	Oid			key_output;
+	Oid			last_event_id;	/* InvalidOid: the audit trail is absent */
+} OutboxCatalog;
+
+static OutboxCatalog outbox_catalog;
+
+static bool outbox_callbacks_registered = false;
+
+static void
+outbox_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (relid == InvalidOid || relid == outbox_catalog.records ||
+		relid == outbox_catalog.outbox || relid == outbox_catalog.purposes ||
+		relid == outbox_catalog.outbox_seq)
+		outbox_catalog.valid = false;
+}
+
+static void
+outbox_syscache_callback(Datum arg pg_attribute_unused(),
+						 int cacheid pg_attribute_unused(),
+						 uint32 hashvalue pg_attribute_unused())
+{
+	outbox_catalog.valid = false;
+}
+
+static void
+outbox_catalog_load(Oid nsp, Oid rid)
+{
+	List	   *seqs;
+	Oid			fn;
+	bool		varlena;
+	Oid			outbox;
+
+	if (outbox_catalog.valid && outbox_catalog.dbid == MyDatabaseId &&
+		outbox_catalog.records == rid)
+		return;
+	if (!outbox_callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(outbox_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, outbox_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, outbox_syscache_callback, (Datum) 0);
+		outbox_callbacks_registered = true;
+	}
+	outbox_catalog.valid = false;
+
+	outbox = consent_relid(nsp, "outbox");
+	seqs = getOwnedSequences(outbox);
+	if (seqs == NIL)
+		elog(ERROR, "relation \"outbox\" owns no sequence");
+	outbox_catalog.outbox = outbox;
+	outbox_catalog.outbox_seq = linitial_oid(seqs);
+	outbox_catalog.o_id = consent_attnum(outbox, "id");
+	outbox_catalog.o_event = consent_attnum(outbox, "event");
+	outbox_catalog.o_subject = consent_attnum(outbox, "subject");
+	outbox_catalog.o_purpose = consent_attnum(outbox, "purpose");
+	outbox_catalog.o_status = consent_attnum(outbox, "status");
+	outbox_catalog.o_previous_status = consent_attnum(outbox, "previous_status");
+	outbox_catalog.o_expires_at = consent_attnum(outbox, "expires_at");
+	outbox_catalog.o_at = consent_attnum(outbox, "at");
+	outbox_catalog.o_event_id = consent_attnum(outbox, "event_id");
+	outbox_catalog.o_payload = consent_attnum(outbox, "payload");
+	outbox_catalog.o_attempts = consent_attnum(outbox, "attempts");
+
+	outbox_catalog.r_subject = consent_attnum(rid, "subject");
+	outbox_catalog.r_purpose_id = consent_attnum(rid, "purpose_id");
+	outbox_catalog.r_status = consent_attnum(rid, "status");
+	outbox_catalog.r_effective_at = consent_attnum(rid, "effective_at");
+	outbox_catalog.r_expires_at = consent_attnum(rid, "expires_at");
+	outbox_catalog.r_notice_key = consent_attnum(rid, "notice_key");
+	outbox_catalog.r_notice_version = consent_attnum(rid, "notice_version");
+	outbox_catalog.r_method = consent_attnum(rid, "method");
+	outbox_catalog.r_source = consent_attnum(rid, "source");
+
+	outbox_catalog.purposes = consent_relid(nsp, "purposes");
+	outbox_catalog.purposes_pkey = consent_relid(nsp, "purposes_pkey");
+	outbox_catalog.p_id = consent_attnum(outbox_catalog.purposes, "id");
+	outbox_catalog.p_key = consent_attnum(outbox_catalog.purposes, "key");
+	getTypeOutputInfo(get_atttype(outbox_catalog.purposes, outbox_catalog.p_key),
+					  &outbox_catalog.key_output, &varlena);
+
+	/* The audit trail's consent.last_event_id(), if installed. */
+	fn = LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
+								   makeString("last_event_id")),
+						0, NULL, true);
+	outbox_catalog.last_event_id =
+		(OidIsValid(fn) && get_func_rettype(fn) == INT8OID) ? fn : InvalidOid;
+
+	outbox_catalog.dbid = MyDatabaseId;
+	outbox_catalog.records = rid;
+	outbox_catalog.valid = true;
+}
+
 static OutboxState *
 outbox_state(FunctionCallInfo fcinfo, Relation records)
 {
@@ -1296,9 +1429,6 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	Oid			nsp = RelationGetNamespace(records);
 	Oid			rid = RelationGetRelid(records);
 	HASHCTL		hctl;
-	List	   *seqs;
-	Oid			fn;
-	bool		varlena;
 
 	if (st != NULL)
 		return st;
@@ -1312,11 +1442,9 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	}
 	st->rowcxt = AllocSetContextCreate(cxt, "consent outbox row", ALLOCSET_SMALL_SIZES);
 
-	st->outbox = consent_relid(nsp, "outbox");
-	seqs = getOwnedSequences(st->outbox);
-	if (seqs == NIL)
-		elog(ERROR, "relation \"outbox\" owns no sequence");
-	st->outbox_seq = linitial_oid(seqs);
+	outbox_catalog_load(nsp, rid);
+	st->outbox = outbox_catalog.outbox;
+	st->outbox_seq = outbox_catalog.outbox_seq;
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		Relation	rel = table_open(st->outbox, RowExclusiveLock);
@@ -1328,7 +1456,7 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		st->estate = CreateExecutorState();
 		/* a copy of the descriptor is not reference-counted: no pin */
 		st->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
-									   &TTSOpsVirtual);
+											&TTSOpsVirtual);
 		st->nindexes = list_length(indexes);
 		st->index_oids = palloc(sizeof(Oid) * (st->nindexes + 1));
 		st->index_info = palloc(sizeof(IndexInfo *) * (st->nindexes + 1));
@@ -1345,33 +1473,19 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		table_close(rel, NoLock);
 		MemoryContextSwitchTo(old);
 	}
-	st->o_id = consent_attnum(st->outbox, "id");
-	st->o_event = consent_attnum(st->outbox, "event");
-	st->o_subject = consent_attnum(st->outbox, "subject");
-	st->o_purpose = consent_attnum(st->outbox, "purpose");
-	st->o_status = consent_attnum(st->outbox, "status");
-	st->o_previous_status = consent_attnum(st->outbox, "previous_status");
-	st->o_expires_at = consent_attnum(st->outbox, "expires_at");
-	st->o_at = consent_attnum(st->outbox, "at");
-	st->o_event_id = consent_attnum(st->outbox, "event_id");
-	st->o_payload = consent_attnum(st->outbox, "payload");
-	st->o_attempts = consent_attnum(st->outbox, "attempts");
-
-	st->r_subject = consent_attnum(rid, "subject");
-	st->r_purpose_id = consent_attnum(rid, "purpose_id");
-	st->r_status = consent_attnum(rid, "status");
-	st->r_effective_at = consent_attnum(rid, "effective_at");
-	st->r_expires_at = consent_attnum(rid, "expires_at");
-	st->r_notice_key = consent_attnum(rid, "notice_key");
-	st->r_notice_version = consent_attnum(rid, "notice_version");
-	st->r_method = consent_attnum(rid, "method");
-	st->r_source = consent_attnum(rid, "source");
-
-	st->purposes = consent_relid(nsp, "purposes");
-	st->purposes_pkey = consent_relid(nsp, "purposes_pkey");
-	st->p_id = consent_attnum(st->purposes, "id");
-	st->p_key = consent_attnum(st->purposes, "key");
-	getTypeOutputInfo(get_atttype(st->purposes, st->p_key), &st->key_output, &varlena);
+	StaticAssertStmt(offsetof(OutboxState, r_source) - offsetof(OutboxState, o_id) ==
+					 (OUTBOX_NATTNUMS - 1) * sizeof(AttrNumber),
+					 "attribute numbers of OutboxState are not contiguous");
+	StaticAssertStmt(offsetof(OutboxCatalog, r_source) -
+					 offsetof(OutboxCatalog, o_id) ==
+					 (OUTBOX_NATTNUMS - 1) * sizeof(AttrNumber),
+					 "attribute numbers of the outbox catalog are not contiguous");
+	memcpy(&st->o_id, &outbox_catalog.o_id, sizeof(AttrNumber) * OUTBOX_NATTNUMS);
+	st->purposes = outbox_catalog.purposes;
+	st->purposes_pkey = outbox_catalog.purposes_pkey;
+	st->p_id = outbox_catalog.p_id;
+	st->p_key = outbox_catalog.p_key;
+	st->key_output = outbox_catalog.key_output;
 
 	memset(&hctl, 0, sizeof(hctl));
 	hctl.keysize = sizeof(int32);
@@ -1380,13 +1494,9 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	st->purpose_keys = hash_create("consent outbox purpose keys", 16, &hctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	/* The audit trail's consent.last_event_id(), if installed. */
-	fn = LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
-								   makeString("last_event_id")),
-						0, NULL, true);
-	if (OidIsValid(fn) && get_func_rettype(fn) == INT8OID)
+	if (OidIsValid(outbox_catalog.last_event_id))
 	{
-		fmgr_info_cxt(fn, &st->last_event_id, cxt);
+		fmgr_info_cxt(outbox_catalog.last_event_id, &st->last_event_id, cxt);
 		st->has_last_event_id = true;
 	}
 
