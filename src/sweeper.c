@@ -1188,6 +1188,31 @@ consent_sweeper_stats(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
+/* Attribute numbers of consent.outbox and consent.records. */
+typedef struct OutboxAttnums
+{
+	AttrNumber	o_id,
+				o_event,
+				o_subject,
+				o_purpose,
+				o_status,
+				o_previous_status,
+				o_expires_at,
+				o_at,
+				o_event_id,
+				o_payload,
+				o_attempts;
+	AttrNumber	r_subject,
+				r_purpose_id,
+				r_status,
+				r_effective_at,
+				r_expires_at,
+				r_notice_key,
+				r_notice_version,
+				r_method,
+				r_source;
+} OutboxAttnums;
+
 /* What one statement's firings share (in fn_extra). */
 typedef struct OutboxState
 {
@@ -1210,27 +1235,7 @@ typedef struct OutboxState
 	Oid		   *index_oids;
 	IndexInfo **index_info;
 	Relation   *index_rels;
-	AttrNumber	o_id,
-				o_event,
-				o_subject,
-				o_purpose,
-				o_status,
-				o_previous_status,
-				o_expires_at,
-				o_at,
-				o_event_id,
-				o_payload,
-				o_attempts;
-
-	AttrNumber	r_subject,
-				r_purpose_id,
-				r_status,
-				r_effective_at,
-				r_expires_at,
-				r_notice_key,
-				r_notice_version,
-				r_method,
-				r_source;
+	OutboxAttnums a;			/* a copy of the backend's, see below */
 
 	Oid			purposes;
 	Oid			purposes_pkey;
@@ -1296,8 +1301,6 @@ copy_into(Oid relid)
  * the trigger for a one-row statement, which is what every recording call
  * is.  Dropped by any invalidation of the tables involved or of pg_proc.
  */
-#define OUTBOX_NATTNUMS 20		/* o_id .. r_source in OutboxState */
-
 typedef struct OutboxCatalog
 {
 	bool		valid;
@@ -1305,26 +1308,7 @@ typedef struct OutboxCatalog
 	Oid			records;
 	Oid			outbox;
 	Oid			outbox_seq;
-	AttrNumber	o_id,			/* the same order as in OutboxState */
-				o_event,
-				o_subject,
-				o_purpose,
-				o_status,
-				o_previous_status,
-				o_expires_at,
-				o_at,
-				o_event_id,
-				o_payload,
-				o_attempts;
-	AttrNumber	r_subject,
-				r_purpose_id,
-				r_status,
-				r_effective_at,
-				r_expires_at,
-				r_notice_key,
-				r_notice_version,
-				r_method,
-				r_source;
+	OutboxAttnums a;
 	Oid			purposes;
 	Oid			purposes_pkey;
 	AttrNumber	p_id,
@@ -1380,27 +1364,27 @@ outbox_catalog_load(Oid nsp, Oid rid)
 		elog(ERROR, "relation \"outbox\" owns no sequence");
 	outbox_catalog.outbox = outbox;
 	outbox_catalog.outbox_seq = linitial_oid(seqs);
-	outbox_catalog.o_id = consent_attnum(outbox, "id");
-	outbox_catalog.o_event = consent_attnum(outbox, "event");
-	outbox_catalog.o_subject = consent_attnum(outbox, "subject");
-	outbox_catalog.o_purpose = consent_attnum(outbox, "purpose");
-	outbox_catalog.o_status = consent_attnum(outbox, "status");
-	outbox_catalog.o_previous_status = consent_attnum(outbox, "previous_status");
-	outbox_catalog.o_expires_at = consent_attnum(outbox, "expires_at");
-	outbox_catalog.o_at = consent_attnum(outbox, "at");
-	outbox_catalog.o_event_id = consent_attnum(outbox, "event_id");
-	outbox_catalog.o_payload = consent_attnum(outbox, "payload");
-	outbox_catalog.o_attempts = consent_attnum(outbox, "attempts");
+	outbox_catalog.a.o_id = consent_attnum(outbox, "id");
+	outbox_catalog.a.o_event = consent_attnum(outbox, "event");
+	outbox_catalog.a.o_subject = consent_attnum(outbox, "subject");
+	outbox_catalog.a.o_purpose = consent_attnum(outbox, "purpose");
+	outbox_catalog.a.o_status = consent_attnum(outbox, "status");
+	outbox_catalog.a.o_previous_status = consent_attnum(outbox, "previous_status");
+	outbox_catalog.a.o_expires_at = consent_attnum(outbox, "expires_at");
+	outbox_catalog.a.o_at = consent_attnum(outbox, "at");
+	outbox_catalog.a.o_event_id = consent_attnum(outbox, "event_id");
+	outbox_catalog.a.o_payload = consent_attnum(outbox, "payload");
+	outbox_catalog.a.o_attempts = consent_attnum(outbox, "attempts");
 
-	outbox_catalog.r_subject = consent_attnum(rid, "subject");
-	outbox_catalog.r_purpose_id = consent_attnum(rid, "purpose_id");
-	outbox_catalog.r_status = consent_attnum(rid, "status");
-	outbox_catalog.r_effective_at = consent_attnum(rid, "effective_at");
-	outbox_catalog.r_expires_at = consent_attnum(rid, "expires_at");
-	outbox_catalog.r_notice_key = consent_attnum(rid, "notice_key");
-	outbox_catalog.r_notice_version = consent_attnum(rid, "notice_version");
-	outbox_catalog.r_method = consent_attnum(rid, "method");
-	outbox_catalog.r_source = consent_attnum(rid, "source");
+	outbox_catalog.a.r_subject = consent_attnum(rid, "subject");
+	outbox_catalog.a.r_purpose_id = consent_attnum(rid, "purpose_id");
+	outbox_catalog.a.r_status = consent_attnum(rid, "status");
+	outbox_catalog.a.r_effective_at = consent_attnum(rid, "effective_at");
+	outbox_catalog.a.r_expires_at = consent_attnum(rid, "expires_at");
+	outbox_catalog.a.r_notice_key = consent_attnum(rid, "notice_key");
+	outbox_catalog.a.r_notice_version = consent_attnum(rid, "notice_version");
+	outbox_catalog.a.r_method = consent_attnum(rid, "method");
+	outbox_catalog.a.r_source = consent_attnum(rid, "source");
 
 	outbox_catalog.purposes = consent_relid(nsp, "purposes");
 	outbox_catalog.purposes_pkey = consent_relid(nsp, "purposes_pkey");
@@ -1473,14 +1457,7 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 		table_close(rel, NoLock);
 		MemoryContextSwitchTo(old);
 	}
-	StaticAssertStmt(offsetof(OutboxState, r_source) - offsetof(OutboxState, o_id) ==
-					 (OUTBOX_NATTNUMS - 1) * sizeof(AttrNumber),
-					 "attribute numbers of OutboxState are not contiguous");
-	StaticAssertStmt(offsetof(OutboxCatalog, r_source) -
-					 offsetof(OutboxCatalog, o_id) ==
-					 (OUTBOX_NATTNUMS - 1) * sizeof(AttrNumber),
-					 "attribute numbers of the outbox catalog are not contiguous");
-	memcpy(&st->o_id, &outbox_catalog.o_id, sizeof(AttrNumber) * OUTBOX_NATTNUMS);
+	st->a = outbox_catalog.a;
 	st->purposes = outbox_catalog.purposes;
 	st->purposes_pkey = outbox_catalog.purposes_pkey;
 	st->p_id = outbox_catalog.p_id;
@@ -1845,23 +1822,23 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 	else
 		newslot = trigdata->tg_trigslot;
 
-	subject = datum_text(newslot, st->r_subject);
-	purpose = purpose_key_of(st, DatumGetInt32(slot_getattr(newslot, st->r_purpose_id, &isnull)));
-	status = status_label(st, DatumGetObjectId(slot_getattr(newslot, st->r_status, &isnull)));
-	expires_at = slot_getattr(newslot, st->r_expires_at, &expires_null);
+	subject = datum_text(newslot, st->a.r_subject);
+	purpose = purpose_key_of(st, DatumGetInt32(slot_getattr(newslot, st->a.r_purpose_id, &isnull)));
+	status = status_label(st, DatumGetObjectId(slot_getattr(newslot, st->a.r_status, &isnull)));
+	expires_at = slot_getattr(newslot, st->a.r_expires_at, &expires_null);
 	if (oldslot != NULL)
 	{
-		char	   *old_subject = datum_text(oldslot, st->r_subject);
-		Oid			old_status = DatumGetObjectId(slot_getattr(oldslot, st->r_status, &isnull));
-		Datum		old_effective = slot_getattr(oldslot, st->r_effective_at, &isnull);
+		char	   *old_subject = datum_text(oldslot, st->a.r_subject);
+		Oid			old_status = DatumGetObjectId(slot_getattr(oldslot, st->a.r_status, &isnull));
+		Datum		old_effective = slot_getattr(oldslot, st->a.r_effective_at, &isnull);
 		bool		old_expires_null;
-		Datum		old_expires = slot_getattr(oldslot, st->r_expires_at, &old_expires_null);
+		Datum		old_expires = slot_getattr(oldslot, st->a.r_expires_at, &old_expires_null);
 
 		previous = status_label(st, old_status);
 		if (strcmp(old_subject, subject) != 0)
 			event = "erase";	/* the subject key was replaced */
-		else if (old_status != DatumGetObjectId(slot_getattr(newslot, st->r_status, &isnull)) ||
-				 old_effective != slot_getattr(newslot, st->r_effective_at, &isnull) ||
+		else if (old_status != DatumGetObjectId(slot_getattr(newslot, st->a.r_status, &isnull)) ||
+				 old_effective != slot_getattr(newslot, st->a.r_effective_at, &isnull) ||
 				 old_expires_null != expires_null ||
 				 (!expires_null && old_expires != expires_at))
 			event = outbox_event(previous, status);
@@ -1886,16 +1863,16 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 	}
 
 	/* payload: what else a relay may need about the change */
-	notice = datum_text(newslot, st->r_notice_key);
+	notice = datum_text(newslot, st->a.r_notice_key);
 	if (notice)
 	{
-		d = slot_getattr(newslot, st->r_notice_version, &isnull);
+		d = slot_getattr(newslot, st->a.r_notice_version, &isnull);
 		if (!isnull)
 			notice = psprintf("%s@%d", notice, DatumGetInt32(d));
 	}
 	(void) pushJsonbValue(&jstate, WJB_BEGIN_OBJECT, NULL);
-	jsonb_pair(&jstate, "method", datum_text(newslot, st->r_method));
-	jsonb_pair(&jstate, "source", datum_text(newslot, st->r_source));
+	jsonb_pair(&jstate, "method", datum_text(newslot, st->a.r_method));
+	jsonb_pair(&jstate, "source", datum_text(newslot, st->a.r_source));
 	jsonb_pair(&jstate, "notice", notice);
 	payload = JsonbValueToJsonb(pushJsonbValue(&jstate, WJB_END_OBJECT, NULL));
 
@@ -1905,20 +1882,20 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 	nulls = palloc(sizeof(bool) * st->o_natts);
 	memset(nulls, true, sizeof(bool) * st->o_natts);
 #define SET(attno, value) (values[(attno) - 1] = (value), nulls[(attno) - 1] = false)
-	SET(st->o_id, Int64GetDatum(id));
-	SET(st->o_event, CStringGetTextDatum(event));
-	SET(st->o_subject, CStringGetTextDatum(subject));
-	SET(st->o_purpose, CStringGetTextDatum(purpose));
-	SET(st->o_status, CStringGetTextDatum(status));
+	SET(st->a.o_id, Int64GetDatum(id));
+	SET(st->a.o_event, CStringGetTextDatum(event));
+	SET(st->a.o_subject, CStringGetTextDatum(subject));
+	SET(st->a.o_purpose, CStringGetTextDatum(purpose));
+	SET(st->a.o_status, CStringGetTextDatum(status));
 	if (previous)
-		SET(st->o_previous_status, CStringGetTextDatum(previous));
+		SET(st->a.o_previous_status, CStringGetTextDatum(previous));
 	if (!expires_null)
-		SET(st->o_expires_at, expires_at);
-	SET(st->o_at, TimestampTzGetDatum(at));
+		SET(st->a.o_expires_at, expires_at);
+	SET(st->a.o_at, TimestampTzGetDatum(at));
 	if (!event_id_null)
-		SET(st->o_event_id, event_id);
-	SET(st->o_payload, JsonbPGetDatum(payload));
-	SET(st->o_attempts, Int32GetDatum(0));
+		SET(st->a.o_event_id, event_id);
+	SET(st->a.o_payload, JsonbPGetDatum(payload));
+	SET(st->a.o_attempts, Int32GetDatum(0));
 #undef SET
 	outbox_insert(st, values, nulls);
 
