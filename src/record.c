@@ -58,6 +58,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -231,6 +232,27 @@ record_meta_load(void)
 	meta.valid = true;
 }
 
+/*
+ * Lock the three tables (in the modes the write takes anyway, purposes
+ * first, as retire_purpose does) and only then trust the cached catalog
+ * facts: DDL that committed while we waited for a lock has invalidated
+ * them by the time the lock is granted, and none can commit while we hold
+ * the locks.
+ */
+static void
+record_lock_tables(void)
+{
+	for (;;)
+	{
+		record_meta_load();
+		LockRelationOid(meta.purposes, RowShareLock);
+		LockRelationOid(meta.notices, AccessShareLock);
+		LockRelationOid(meta.records, RowExclusiveLock);
+		if (meta.valid)
+			return;
+	}
+}
+
 /* ----------------------------------------------------------------
  * Small helpers
  * ----------------------------------------------------------------
@@ -291,7 +313,8 @@ spi_text(const char *sql, int nargs, Oid *argtypes, Datum *values)
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *result = NULL;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args(sql, nargs, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "SPI query failed: %s", sql);
 	if (SPI_processed > 0)
@@ -636,7 +659,8 @@ confirm_record(const Choice *c, const PurposeRow *p, const char *purpose_str,
 	values[1] = Int32GetDatum(p->id);
 	memset(nulls, ' ', sizeof(nulls));
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	plan = saved_plan(&confirm_lock_plan,
 					  "SELECT r.status::pg_catalog.text FROM consent.records r"
 					  " WHERE r.subject OPERATOR(pg_catalog.=) $1"
@@ -730,7 +754,8 @@ upsert_record(const Choice *c, const PurposeRow *p, const char *status,
 	values[10] = c->evidence ? JsonbPGetDatum(c->evidence) : (Datum) 0;
 	nulls[10] = c->evidence ? ' ' : 'n';
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	plan = saved_plan(&upsert_plan,
 					  "INSERT INTO consent.records AS r"
 					  " (subject, purpose_id, status, effective_at, expires_at, notice_key, notice_version,"
@@ -769,7 +794,7 @@ record_choice(const Choice *c)
 	const char *actor;
 
 	check_arguments(c);
-	record_meta_load();
+	record_lock_tables();
 	purpose_str = key_cstring(c->purpose);
 
 	/*

@@ -1426,7 +1426,19 @@ outbox_state(FunctionCallInfo fcinfo, Relation records)
 	}
 	st->rowcxt = AllocSetContextCreate(cxt, "consent outbox row", ALLOCSET_SMALL_SIZES);
 
-	outbox_catalog_load(nsp, rid);
+	/*
+	 * Lock the tables before trusting the cached catalog facts: DDL that
+	 * committed while we waited has invalidated them by the time the lock
+	 * is granted, and none can commit while we hold it.
+	 */
+	for (;;)
+	{
+		outbox_catalog_load(nsp, rid);
+		LockRelationOid(outbox_catalog.outbox, RowExclusiveLock);
+		LockRelationOid(outbox_catalog.purposes, AccessShareLock);
+		if (outbox_catalog.valid)
+			break;
+	}
 	st->outbox = outbox_catalog.outbox;
 	st->outbox_seq = outbox_catalog.outbox_seq;
 	{
