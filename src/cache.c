@@ -190,7 +190,8 @@ typedef struct SharedMapDir
 	LWLock	   *lock;
 	pg_atomic_uint64 generation;	/* bumped by every publication */
 	pg_atomic_uint64 probes;	/* index probes under shared scopes, all
-								 * backends, since the last publication */
+								 * backends and databases, since the last
+								 * load: a rough price, never a wrong answer */
 	SharedMapSlot slots[SHARED_MAP_SLOTS];
 } SharedMapDir;
 
