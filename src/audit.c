@@ -1045,7 +1045,20 @@ writer_open(AuditWriter *w, WriterCache **cachep, MemoryContext cxt)
 {
 	WriterCache *c = cachep ? *cachep : NULL;
 
-	w->m = audit_meta();
+	/*
+	 * Lock the audit tables before trusting the cached catalog facts (as
+	 * record.c and the outbox trigger do): DDL that committed while we
+	 * waited for a lock has invalidated them by the time it is granted.
+	 * audit_events first (see writer_cache_build).
+	 */
+	for (;;)
+	{
+		w->m = audit_meta();
+		LockRelationOid(w->m->events, RowExclusiveLock);
+		LockRelationOid(w->m->chains, RowExclusiveLock);
+		if (meta_valid)
+			break;
+	}
 	if (c != NULL && (c->events != w->m->events || c->chains != w->m->chains))
 		c = NULL;				/* the extension was re-created meanwhile */
 	if (c == NULL)
