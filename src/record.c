@@ -412,12 +412,14 @@ check_arguments(const Choice *c)
  */
 
 /*
- * Look up a purpose by key through the unique index on key; false when no
- * version of it is visible to "snapshot".
+ * Probe one index of consent.purposes for a key (equality on its first
+ * column); "use", when not NULL, reads the first visible row before the
+ * slot is dropped.  False when no row is visible to "snapshot".
  */
 static bool
-purpose_lookup(Relation heap, Snapshot snapshot, const struct varlena *key,
-			   PurposeRow *row)
+purposes_probe(Relation heap, Oid indexoid, Snapshot snapshot,
+			   const struct varlena *key, void (*use) (TupleTableSlot *, void *),
+			   void *arg)
 {
 	Relation	index;
 	IndexScanDesc scan;
@@ -425,38 +427,53 @@ purpose_lookup(Relation heap, Snapshot snapshot, const struct varlena *key,
 	ScanKeyData skey;
 	bool		found;
 
-	index = index_open(meta.purposes_key_idx, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
 	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
 								   InvalidOid, InvalidOid, &meta.key_eq,
 								   PointerGetDatum(key));
 	scan = index_beginscan(heap, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	slot = table_slot_create(heap, NULL);
-
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		bool		isnull;
-		Datum		d;
-
-		row->tid = slot->tts_tid;
-		row->id = DatumGetInt32(slot_getattr(slot, meta.p_id, &isnull));
-		row->basis = DatumGetObjectId(slot_getattr(slot, meta.p_legal_basis, &isnull));
-		d = slot_getattr(slot, meta.p_valid_for, &isnull);
-		row->has_valid_for = !isnull;
-		if (!isnull)
-			row->valid_for = *DatumGetIntervalP(d);
-		row->requires_confirmation =
-			DatumGetBool(slot_getattr(slot, meta.p_requires_confirmation, &isnull));
-		d = slot_getattr(slot, meta.p_retired_at, &isnull);
-		row->retired = !isnull;
-		row->retired_at = isnull ? 0 : DatumGetTimestampTz(d);
-	}
-
+	if (found && use)
+		use(slot, arg);
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
 	index_close(index, NoLock);
 	return found;
+}
+
+static void
+purpose_row_from_slot(TupleTableSlot *slot, void *arg)
+{
+	PurposeRow *row = (PurposeRow *) arg;
+	bool		isnull;
+	Datum		d;
+
+	row->tid = slot->tts_tid;
+	row->id = DatumGetInt32(slot_getattr(slot, meta.p_id, &isnull));
+	row->basis = DatumGetObjectId(slot_getattr(slot, meta.p_legal_basis, &isnull));
+	d = slot_getattr(slot, meta.p_valid_for, &isnull);
+	row->has_valid_for = !isnull;
+	if (!isnull)
+		row->valid_for = *DatumGetIntervalP(d);
+	row->requires_confirmation =
+		DatumGetBool(slot_getattr(slot, meta.p_requires_confirmation, &isnull));
+	d = slot_getattr(slot, meta.p_retired_at, &isnull);
+	row->retired = !isnull;
+	row->retired_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * Look up a purpose by key through the unique index on key; false when no
+ * version of it is visible to "snapshot".
+ */
+static bool
+purpose_lookup(Relation heap, Snapshot snapshot, const struct varlena *key,
+			   PurposeRow *row)
+{
+	return purposes_probe(heap, meta.purposes_key_idx, snapshot, key,
+						  purpose_row_from_slot, row);
 }
 
 /*
@@ -466,24 +483,7 @@ purpose_lookup(Relation heap, Snapshot snapshot, const struct varlena *key,
 static bool
 purpose_has_children(Relation heap, Snapshot snapshot, const struct varlena *key)
 {
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData skey;
-	bool		found;
-
-	index = index_open(meta.purposes_parent_idx, AccessShareLock);
-	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
-								   InvalidOid, InvalidOid, &meta.key_eq,
-								   PointerGetDatum(key));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	slot = table_slot_create(heap, NULL);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	ExecDropSingleTupleTableSlot(slot);
-	index_endscan(scan);
-	index_close(index, NoLock);
-	return found;
+	return purposes_probe(heap, meta.purposes_parent_idx, snapshot, key, NULL, NULL);
 }
 
 /* ----------------------------------------------------------------
