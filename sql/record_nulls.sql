@@ -17,28 +17,9 @@ SELECT consent.define_purpose('dbl', 'Double opt-in', requires_confirmation => t
 SELECT consent.define_purpose('billing', 'Billing', 'contract');
 SELECT consent.publish_notice('privacy', 1, 'We send news.', '{news,dbl}') > 0 AS published;
 
--- Fingerprint of every record, and a runner that reports the SQLSTATE and
--- message of one statement and whether consent.records is unchanged.
-CREATE FUNCTION pg_temp.fp() RETURNS text LANGUAGE sql AS $$
-	SELECT md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) FROM consent.records r
-$$;
-CREATE FUNCTION pg_temp.try(stmt text, OUT state text, OUT message text, OUT unchanged boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-	before text := pg_temp.fp();
-BEGIN
-	BEGIN
-		EXECUTE stmt;
-		state := '00000';
-		message := 'no error';
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
-	END;
-	message := regexp_replace(message, '^expiry .* is not in the future$',
-							  'expiry <timestamp> is not in the future');
-	unchanged := pg_temp.fp() = before;
-END
-$$;
+-- pg_temp.fp() and pg_temp.try(stmt): SQLSTATE, message, detail, hint, and
+-- whether the consent state is unchanged.
+\i sql/include/try.sql
 
 -- A NULL where a value is required: 22004 and nothing written.  A NULL
 -- where a value is optional: accepted.
