@@ -14,7 +14,8 @@
 # (it installs packages and runs the servers as postgres) or as a user that
 # can write the tree, with the packages already installed.
 #
-# SUITES="regress isolation" limits the run; KEEP=1 keeps the work dir.
+# SUITES="regress isolation" limits the run; TAP_FILES="test/t/020_*.pl"
+# limits the tap suite; KEEP=1 keeps the work dir.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -129,7 +130,7 @@ run_pgtap() {
 
 run_tap() {
 	local files
-	files=$(ls test/t/*.pl 2>/dev/null | sort)
+	files=$(ls ${TAP_FILES:-test/t/*.pl} 2>/dev/null | sort)
 	echo "== tap: $(echo $files | wc -w) scripts"
 	if [ -z "$files" ]; then record tap 0 0; return; fi
 	mkdir -p "$WORK/tap/tmp_check/log"

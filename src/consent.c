@@ -18,6 +18,7 @@
 #include "consent.h"
 #include "audit.h"
 #include "cache.h"
+#include "notify_relay.h"
 #include "sha256.h"
 
 PG_MODULE_MAGIC;
@@ -55,6 +56,7 @@ _PG_init(void)
 	consent_cache_init();
 	consent_audit_init();
 	consent_sweeper_init();
+	consent_notify_relay_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("consent");

@@ -37,8 +37,8 @@
  *
  * The outbox trigger writes a row to consent.outbox for every row inserted or
  * updated in consent.records, directly through the table AM and the index
- * AMs (no SPI per row), and sends NOTIFY consent with a JSON payload when
- * the transaction commits.
+ * AMs (no SPI per row), and queues NOTIFY consent with a JSON payload for
+ * the commit (src/notify_relay.c sends it).
  *
  *-------------------------------------------------------------------------
  */
@@ -103,6 +103,7 @@
 
 #include "audit.h"
 #include "consent.h"
+#include "notify_relay.h"
 #include "sweeper.h"
 
 PG_FUNCTION_INFO_V1(consent_sweep);
@@ -1704,81 +1705,6 @@ outbox_insert(OutboxState *st, Datum *values, bool *nulls)
 }
 
 /*
- * NOTIFY consent, sent at commit.  The trigger does not call Async_Notify()
- * itself: a transaction that has called it cannot be prepared, and that
- * would make two-phase commit unusable for any application that records a
- * choice.  It queues the payload instead, and the queue is handed to
- * Async_Notify() just before commit (XACT_EVENT_PRE_COMMIT runs before
- * PreCommit_Notify()).  A prepared transaction sends nothing; its changes
- * are in the outbox like any other.  A rolled-back subtransaction takes its
- * payloads with it, as NOTIFY would.
- */
-typedef struct PendingNotify
-{
-	int			level;			/* transaction nesting level that queued it */
-	char	   *payload;
-} PendingNotify;
-
-static List *pending_notifies = NIL;	/* in TopTransactionContext */
-
-static void
-notify_at_commit(const char *payload)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	PendingNotify *p = palloc(sizeof(PendingNotify));
-
-	p->level = GetCurrentTransactionNestLevel();
-	p->payload = pstrdup(payload);
-	pending_notifies = lappend(pending_notifies, p);
-	MemoryContextSwitchTo(old);
-}
-
-static void
-notify_xact_callback(XactEvent event, void *arg pg_attribute_unused())
-{
-	ListCell   *lc;
-
-	if (pending_notifies == NIL)
-		return;
-	if (event == XACT_EVENT_PRE_COMMIT)
-	{
-		foreach(lc, pending_notifies)
-			Async_Notify("consent", ((PendingNotify *) lfirst(lc))->payload);
-	}
-	/* the memory goes with TopTransactionContext */
-	pending_notifies = NIL;
-}
-
-static void
-notify_subxact_callback(SubXactEvent event,
-						SubTransactionId mySubid pg_attribute_unused(),
-						SubTransactionId parentSubid pg_attribute_unused(),
-						void *arg pg_attribute_unused())
-{
-	int			level = GetCurrentTransactionNestLevel();
-	ListCell   *lc;
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		foreach(lc, pending_notifies)
-		{
-			if (((PendingNotify *) lfirst(lc))->level >= level)
-				pending_notifies = foreach_delete_current(pending_notifies, lc);
-		}
-	}
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		foreach(lc, pending_notifies)
-		{
-			PendingNotify *p = (PendingNotify *) lfirst(lc);
-
-			if (p->level >= level)
-				p->level = level - 1;
-		}
-	}
-}
-
-/*
  * consent.outbox_trigger(): AFTER INSERT OR UPDATE FOR EACH ROW on
  * consent.records.
  */
@@ -1930,7 +1856,7 @@ consent_outbox_trigger(PG_FUNCTION_ARGS)
 		else
 			appendStringInfo(&msg, INT64_FORMAT, DatumGetInt64(event_id));
 		appendStringInfoChar(&msg, '}');
-		notify_at_commit(msg.data);
+		consent_notify_at_commit(msg.data);
 	}
 
 	MemoryContextSwitchTo(oldcxt);
@@ -1999,15 +1925,12 @@ consent_sweeper_init(void)
 							check_outbox_retention, NULL, NULL);
 	DefineCustomBoolVariable("consent.notify",
 							 "Send NOTIFY consent for every change of consent records.",
-							 "The outbox is written either way. Notifications go out at commit; prepared (two-phase) transactions send none.",
+							 "The outbox is written either way. Notifications go out at commit, by a relay process under shared_preload_libraries; prepared (two-phase) transactions send none.",
 							 &consent_notify,
 							 true,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
-
-	RegisterXactCallback(notify_xact_callback, NULL);
-	RegisterSubXactCallback(notify_subxact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

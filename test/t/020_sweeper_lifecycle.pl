@@ -8,7 +8,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('sweeper');
 $node->init;
@@ -99,23 +99,41 @@ pass('a sweep of 20000 records in batches of 50 finished');
 #
 my $listener = $node->background_psql('postgres');
 $listener->query_safe('LISTEN consent');
+
+# Notifications go out just after commit (by the database's notify relay):
+# collect them until $re matches what was heard, or 30 s pass.
+my $heard = '';
+sub hear
+{
+	my ($re) = @_;
+	my $until = time() + 30;
+	while (1)
+	{
+		$heard .= $listener->query_safe('SELECT 1');
+		return 1 if $heard =~ $re;
+		return 0 if time() > $until;
+		usleep(20_000);
+	}
+}
+
 add_expired('postgres', 'n', 1);
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM consent.records WHERE subject = 'n1' AND status = 'granted'")
   or die "n1 not expired";
-my $heard = $listener->query_safe('SELECT 1');
+hear(qr/"subject":"n1"/);
 like(
 	$heard,
 	qr/Asynchronous notification "consent" with payload "\{"id":\d+,"event":"expire","subject":"n1","purpose":"marketing","status":"expired","at":"[^"]+","event_id":(?:\d+|null)\}"/,
 	'NOTIFY consent carries outbox id, event, subject, purpose, status, time and event id');
 
 # Expiry warnings are announced in the same form.
+$heard = '';
 $node->safe_psql('postgres',
 	"SELECT consent.grant('w1', 'marketing', expires_at => now() + interval '3 days')");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM consent.outbox WHERE subject = 'w1' AND event = 'warning'")
   or die "no warning for w1";
-$heard = $listener->query_safe('SELECT 1');
+hear(qr/"event":"warning","subject":"w1"/);
 like(
 	$heard,
 	qr/payload "\{"id":\d+,"event":"grant","subject":"w1",.*payload "\{"id":\d+,"event":"warning","subject":"w1","purpose":"marketing","status":"granted","at":"[^"]+","event_id":null\}"/s,
@@ -123,6 +141,8 @@ like(
 
 # Notifications go out at commit, without those of a rolled-back
 # subtransaction; a prepared transaction sends none but fills the outbox.
+# (A marker written after them is heard last.)
+$heard = '';
 $node->safe_psql(
 	'postgres', q{
 	BEGIN;
@@ -134,8 +154,9 @@ $node->safe_psql(
 	BEGIN;
 	SELECT consent.grant('prepared', 'marketing');
 	PREPARE TRANSACTION 'p1';
-	COMMIT PREPARED 'p1';});
-$heard = $listener->query_safe('SELECT 1');
+	COMMIT PREPARED 'p1';
+	SELECT consent.grant('marker', 'marketing');});
+hear(qr/"subject":"marker"/);
 like($heard, qr/"subject":"kept"/, 'a committed change is announced');
 unlike($heard, qr/"subject":"rolled-back"/, 'a rolled-back subtransaction is not');
 unlike($heard, qr/"subject":"prepared"/, 'a prepared transaction is not');
