@@ -139,6 +139,9 @@ PG_FUNCTION_INFO_V1(consent_sweep_part);
 #define SWEEP_LOCK_KEY1			0x636F6E73
 #define SWEEP_LOCK_KEY2			0x73776565
 
+/* During a long expiry step, seal at least every this many expiries. */
+#define SEAL_EVERY				100000
+
 /* ----------------------------------------------------------------
  * Settings
  * ----------------------------------------------------------------
@@ -461,6 +464,8 @@ typedef struct Sweep
 	double		longest_ms;
 	const char *stopped;		/* why a worker stopped early, or NULL */
 	pid_t		leader;			/* helper: the sweeper it helps; else 0 */
+	int			can_seal;		/* consent.seal() exists: 1, no: -1, unknown: 0 */
+	int64		sealed_at;		/* expiries (helpers' too) at the last seal */
 	int			helpers;		/* sweeper: helpers it registered */
 } Sweep;
 
@@ -584,6 +589,37 @@ seconds_interval(int secs)
 }
 
 /*
+ * Seal the audit chain, when the audit trail is installed.  A seal must see
+ * what concurrent writers commit, so only under READ COMMITTED (a
+ * consent.sweep() called in a REPEATABLE READ transaction skips it).  The
+ * seal's transaction counts in longest_batch_ms like a batch.
+ */
+static bool
+sweep_seal(Sweep *sw)
+{
+	Datum		out[1];
+	bool		nulls[1];
+
+	if (IsolationUsesXactSnapshot())
+		return true;
+	if (sw->can_seal == 0)
+	{
+		if (!sweep_batch(sw, "SELECT pg_catalog.to_regprocedure('consent.seal()') IS NOT NULL",
+						 0, NULL, NULL, out, nulls, 1))
+			return false;
+		sw->can_seal = DatumGetBool(out[0]) ? 1 : -1;
+	}
+	if (sw->can_seal < 0)
+		return true;
+	if (!sweep_batch(sw, "SELECT FROM consent.seal()", 0, NULL, NULL, out, nulls, 0))
+		return false;
+	sw->sealed = true;
+	if (sw->own_xacts)
+		slot_add(sw->slot, 0, 0, 0, sw->longest_ms, false);
+	return true;
+}
+
+/*
  * One batch of expiries of part "part" of "parts" (by subject), from
  * *after on.  Sets *expired and moves *after to the latest expiry the
  * batch took; returns false when the sweep must stop.
@@ -607,6 +643,24 @@ expire_one(Sweep *sw, int parts, int part, TimestampTz *after, int *expired)
 	if (!nulls[1])
 		*after = DatumGetTimestampTz(out[1]);
 	sweep_count(sw, "expiry", *expired, 0, 0);
+
+	/*
+	 * A seal reads every event since the previous one: one at the end of a
+	 * sweep of a million expiries took seconds, in one transaction.  So
+	 * the background sweeper also seals during a long expiry step, every
+	 * SEAL_EVERY expiries (its helpers' included).
+	 */
+	if (sw->own_xacts && sw->leader == 0)
+	{
+		int64		total = sw->expired + slot_helped(sw->slot);
+
+		if (total - sw->sealed_at >= SEAL_EVERY)
+		{
+			if (!sweep_seal(sw))
+				return false;
+			sw->sealed_at = total;
+		}
+	}
 	return true;
 }
 
@@ -813,22 +867,8 @@ sweep_run(Sweep *sw)
 		}
 	}
 
-	/*
-	 * 4. seal the audit chain, when the audit trail is installed.  A seal
-	 * must see what concurrent writers commit, so only under READ COMMITTED
-	 * (a consent.sweep() called in a REPEATABLE READ transaction skips it).
-	 */
-	if (IsolationUsesXactSnapshot())
-		return;
-	if (!sweep_batch(sw, "SELECT pg_catalog.to_regprocedure('consent.seal()') IS NOT NULL",
-					 0, NULL, NULL, out, nulls, 1))
-		return;
-	if (DatumGetBool(out[0]))
-	{
-		if (!sweep_batch(sw, "SELECT FROM consent.seal()", 0, NULL, NULL, out, nulls, 0))
-			return;
-		sw->sealed = true;
-	}
+	/* 4. seal the audit chain */
+	(void) sweep_seal(sw);
 }
 
 /* The message of the error being handled, for the status view. */
