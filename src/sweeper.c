@@ -140,7 +140,7 @@ PG_FUNCTION_INFO_V1(consent_sweep_part);
 #define SWEEP_LOCK_KEY2			0x73776565
 
 /* During a long expiry step, seal at least every this many expiries. */
-#define SEAL_EVERY				100000
+#define SEAL_EVERY				50000
 
 /* ----------------------------------------------------------------
  * Settings
