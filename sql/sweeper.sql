@@ -127,7 +127,90 @@ SELECT actor FROM consent.records WHERE subject = 's1';
 
 -- The batch function, called directly, returns how many it expired (its
 -- SKIP LOCKED behaviour is in test/isolation/specs/outbox_sweep.spec).
-SELECT consent.expire_batch(10);
+SELECT expired, last_expires_at FROM consent.expire_batch(10);
+
+-- Parts.  A sweep with helpers (consent.sweep_workers, background worker
+-- only) splits the subjects between its processes by consent.sweep_part:
+-- every subject is in exactly one part, whatever the number of parts ...
+SELECT count(*) AS subjects,
+	   count(*) FILTER (WHERE (SELECT count(*) FROM generate_series(0, 2) k
+							   WHERE consent.sweep_part('subject-' || g, 3, k)) = 1) AS in_one_of_3_parts,
+	   count(*) FILTER (WHERE (SELECT count(*) FROM generate_series(0, 6) k
+							   WHERE consent.sweep_part('subject-' || g, 7, k)) = 1) AS in_one_of_7_parts,
+	   count(*) FILTER (WHERE consent.sweep_part('subject-' || g, 1, 0)) AS in_the_one_part,
+	   count(*) FILTER (WHERE consent.sweep_part('subject-' || g, 2, 0)) BETWEEN 400 AND 600 AS halves_about_even
+  FROM generate_series(1, 1000) g;
+-- ... and a part that does not exist is an error
+SELECT consent.sweep_part('x', 2, 2);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT consent.sweep_part('x', 0, 0);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT * FROM consent.expire_batch(10, 2, -1);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT * FROM consent.expire_batch(10, NULL, 0);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT * FROM consent.expire_batch(NULL);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT * FROM consent.expire_batch(0);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+-- A batch of one part expires the records of that part's subjects only,
+-- all records of a subject; "after" resumes after the last expiry taken.
+-- 12 people with two records each, expiries 1 to 12 minutes ago.
+CREATE TEMP TABLE part_subjects AS
+	SELECT 'pt' || g AS subject, g, consent.sweep_part('pt' || g, 2, 0) AS in_part_0
+	  FROM generate_series(1, 12) g;
+INSERT INTO consent.records (subject, purpose_id, status, expires_at)
+	SELECT s.subject, p.id, 'granted', now() - interval '1 minute' * (13 - s.g)
+	  FROM part_subjects s, consent.purposes p WHERE p.key::text IN ('marketing', 'marketing.email');
+SELECT count(*) FILTER (WHERE in_part_0) BETWEEN 1 AND 11 AS both_parts_have_people FROM part_subjects;
+BEGIN;
+SELECT * FROM consent.expire_batch(1000, 2, 0, now() + interval '1 day') AS nothing_after_tomorrow;
+SELECT expired = 2 * (SELECT count(*) FROM part_subjects WHERE in_part_0) AS all_of_part_0,
+	   last_expires_at = (SELECT max(r.expires_at) FROM consent.records r JOIN part_subjects s USING (subject)
+						   WHERE s.in_part_0) AS last_is_the_latest_of_part_0
+  FROM consent.expire_batch(1000, 2, 0);
+SELECT count(*) = 24 AS records,
+	   bool_and(r.status = 'expired') FILTER (WHERE s.in_part_0) AS part_0_expired,
+	   bool_and(r.status = 'granted') FILTER (WHERE NOT s.in_part_0) AS part_1_granted
+  FROM consent.records r JOIN part_subjects s USING (subject);
+ROLLBACK;
+-- batches of 2 from "after": each resumes after the previous one's last
+-- expiry, and together they take every record of the part once
+DO $$
+DECLARE
+	after timestamptz := '-infinity';
+	k integer;
+	last timestamptz;
+	total integer := 0;
+	batches integer := 0;
+BEGIN
+	LOOP
+		SELECT b.expired, b.last_expires_at INTO k, last FROM consent.expire_batch(2, 2, 1, after) b;
+		total := total + k;
+		batches := batches + 1;
+		EXIT WHEN k < 2;
+		IF last < after THEN
+			RAISE EXCEPTION 'batch % went back from % to %', batches, after, last;
+		END IF;
+		after := last;
+	END LOOP;
+	RAISE NOTICE 'part 1: % in % batches',
+		CASE WHEN total = 2 * (SELECT count(*) FROM part_subjects WHERE NOT in_part_0)
+			 THEN 'all its records' ELSE total || ' records' END,
+		CASE WHEN batches = total / 2 + 1 THEN 'records / 2 + 1' ELSE batches::text END;
+END
+$$;
+SELECT count(*) = 24 AS records,
+	   bool_and(r.status = 'granted') FILTER (WHERE s.in_part_0) AS part_0_granted,
+	   bool_and(r.status = 'expired') FILTER (WHERE NOT s.in_part_0) AS part_1_expired
+  FROM consent.records r JOIN part_subjects s USING (subject);
+SELECT count(*) = 2 * (SELECT count(*) FROM part_subjects WHERE NOT in_part_0) AS one_expire_event_per_record_of_part_1,
+	   count(DISTINCT (subject, purpose)) = count(*) AS no_record_twice
+  FROM ob WHERE event = 'expire' AND subject IN (SELECT subject FROM part_subjects);
+-- the rest, by the pass over all parts that ends a sweep
+SELECT expired = 2 * (SELECT count(*) FROM part_subjects WHERE in_part_0) AS the_rest FROM consent.expire_batch(1000);
+DELETE FROM consent.records WHERE subject IN (SELECT subject FROM part_subjects);
+DROP TABLE part_subjects;
 
 --
 -- 3. Warnings: once per grant whose expiry falls within consent.warn_before.
@@ -253,6 +336,16 @@ SET consent.warn_before = '400d';
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SET consent.sweep_batch_size = 0;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SET consent.sweep_workers = 0;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SET consent.sweep_workers = 65;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SET consent.sweep_workers = 1;
+SHOW consent.sweep_workers;
+SET consent.sweep_workers = 64;
+SHOW consent.sweep_workers;
+RESET consent.sweep_workers;
+SHOW consent.sweep_workers;
 SET consent.databases = '*';
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SET consent.sweep_interval = '5s';
@@ -264,7 +357,7 @@ SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT name, boot_val, unit, context FROM pg_settings
  WHERE name IN ('consent.databases', 'consent.sweep_interval', 'consent.max_sweepers',
 				'consent.sweep_batch_size', 'consent.warn_before', 'consent.outbox_retention',
-				'consent.notify')
+				'consent.notify', 'consent.sweep_workers')
  ORDER BY name;
 
 --
@@ -293,7 +386,9 @@ SELECT count(*) FROM consent.outbox;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT count(*) FROM consent.records;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
-SELECT consent.expire_batch(1);
+SELECT * FROM consent.expire_batch(1);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT consent.sweep_part('x', 1, 0);
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SET ROLE sweeper_test_nobody;
 SELECT count(*) FROM consent.sweeper_status;
@@ -312,7 +407,7 @@ SELECT c.relname AS uncommented
 SELECT p.oid::regprocedure AS uncommented
   FROM pg_proc p
  WHERE p.pronamespace = 'consent'::regnamespace
-   AND p.proname IN ('outbox_trigger', 'expire_batch', 'warn_batch', 'prune_batch', 'sweep',
+   AND p.proname IN ('outbox_trigger', 'expire_batch', 'sweep_part', 'warn_batch', 'prune_batch', 'sweep',
 					 'sweeper_stats', 'claim_notifications', 'ack_notifications')
    AND obj_description(p.oid, 'pg_proc') IS NULL;
 SELECT a.attrelid::regclass, a.attname AS uncommented

@@ -35,6 +35,21 @@
  * batch in flight, which the next sweep does again: every expiry is recorded
  * exactly once.  An advisory lock keeps two sweeps of one database apart.
  *
+ * Helpers.  The expiry step is CPU-bound in one process.  When its first
+ * batch is full (a backlog), a sweeper started by the launcher starts
+ * consent.sweep_workers - 1 helpers (bgw_type "consent sweep helper",
+ * dynamic workers that tell the sweeper when they exit) and the processes
+ * split the subjects between them by a hash of the subject: each expires
+ * the records of its part, in batches of their own, each batch its own
+ * transaction.  No two processes of a sweep ever hold records of one person
+ * at the same time, so they never wait for each other on that person's
+ * audit chain.  The helpers add their counts to the sweeper's slot in
+ * shared memory (consent.sweeper_status shows one sweeper per database) and
+ * stop when their part is done, or before a batch when the sweeper has
+ * exited or someone wants the database.  The sweeper waits for them, then
+ * makes a last pass over all parts, which also takes what a helper that
+ * never started or stopped early left behind.
+ *
  * The outbox trigger writes a row to consent.outbox for every row inserted or
  * updated in consent.records, directly through the table AM and the index
  * AMs (no SPI per row), and queues NOTIFY consent with a JSON payload for
@@ -68,6 +83,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -83,6 +99,7 @@
 #include "portability/instr_time.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/procarray.h"
 #include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
 #include "utils/inval.h"
@@ -109,6 +126,7 @@
 PG_FUNCTION_INFO_V1(consent_sweep);
 PG_FUNCTION_INFO_V1(consent_sweeper_stats);
 PG_FUNCTION_INFO_V1(consent_outbox_trigger);
+PG_FUNCTION_INFO_V1(consent_sweep_part);
 
 /* Databases whose counters shared memory keeps. */
 #define SWEEPER_SLOTS			128
@@ -122,6 +140,9 @@ PG_FUNCTION_INFO_V1(consent_outbox_trigger);
 #define SWEEP_LOCK_KEY1			0x636F6E73
 #define SWEEP_LOCK_KEY2			0x73776565
 
+/* During a long expiry step, seal at least every this many expiries. */
+#define SEAL_EVERY				50000
+
 /* ----------------------------------------------------------------
  * Settings
  * ----------------------------------------------------------------
@@ -130,6 +151,7 @@ char	   *consent_databases = NULL;
 int			consent_sweep_interval = 60;
 int			consent_max_sweepers = 2;
 int			consent_sweep_batch_size = 1000;
+int			consent_sweep_workers = 2;
 int			consent_warn_before = 14 * SECS_PER_DAY;
 int			consent_outbox_retention = 7 * SECS_PER_DAY;
 bool		consent_notify = true;
@@ -222,6 +244,7 @@ typedef struct SweeperSlot
 	TimestampTz last_error_at;
 	char		last_error[SWEEPER_ERROR_LEN];
 	bool		worker_seen;	/* a background sweeper has swept it */
+	int64		last_helped;	/* of last_expired, by helpers */
 } SweeperSlot;
 
 typedef struct SweeperShared
@@ -309,6 +332,7 @@ slot_sweep_begin(bool worker, bool *first)
 		s->pid = MyProcPid;
 		s->last_start = GetCurrentTimestamp();
 		s->last_expired = s->last_warned = s->last_pruned = 0;
+		s->last_helped = 0;
 		s->longest_batch_ms = 0;
 	}
 	LWLockRelease(sweeper_shared->lock);
@@ -322,9 +346,10 @@ slot_sweep_begin(bool worker, bool *first)
 	return i;
 }
 
-/* Add one batch's counts. */
+/* Add one batch's counts ("helped": expired by a helper). */
 static void
-slot_add(int i, int64 expired, int64 warned, int64 pruned, double batch_ms)
+slot_add(int i, int64 expired, int64 warned, int64 pruned, double batch_ms,
+		 bool helped)
 {
 	SweeperSlot *s;
 
@@ -340,6 +365,8 @@ slot_add(int i, int64 expired, int64 warned, int64 pruned, double batch_ms)
 		s->last_expired += expired;
 		s->last_warned += warned;
 		s->last_pruned += pruned;
+		if (helped)
+			s->last_helped += expired;
 		if (batch_ms > s->longest_batch_ms)
 			s->longest_batch_ms = batch_ms;
 	}
@@ -370,6 +397,39 @@ slot_sweep_end(int i, bool finished, const char *error)
 		}
 	}
 	LWLockRelease(sweeper_shared->lock);
+}
+
+/* Keep an error of a helper as the last error of its sweeper's slot. */
+static void
+slot_note_error(int i, const char *error)
+{
+	SweeperSlot *s;
+
+	if (i < 0 || sweeper_shared == NULL)
+		return;
+	LWLockAcquire(sweeper_shared->lock, LW_EXCLUSIVE);
+	s = &sweeper_shared->slots[i];
+	if (s->datid == MyDatabaseId)
+	{
+		strlcpy(s->last_error, error, SWEEPER_ERROR_LEN);
+		s->last_error_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(sweeper_shared->lock);
+}
+
+/* Records the helpers expired in the last (or current) sweep. */
+static int64
+slot_helped(int i)
+{
+	int64		helped = 0;
+
+	if (i < 0 || sweeper_shared == NULL)
+		return 0;
+	LWLockAcquire(sweeper_shared->lock, LW_SHARED);
+	if (sweeper_shared->slots[i].datid == MyDatabaseId)
+		helped = sweeper_shared->slots[i].last_helped;
+	LWLockRelease(sweeper_shared->lock);
+	return helped;
 }
 
 /* Forget a database; returns whether it had a slot. */
@@ -404,6 +464,10 @@ typedef struct Sweep
 	bool		sealed;
 	double		longest_ms;
 	const char *stopped;		/* why a worker stopped early, or NULL */
+	pid_t		leader;			/* helper: the sweeper it helps; else 0 */
+	int			can_seal;		/* consent.seal() exists: 1, no: -1, unknown: 0 */
+	int64		sealed_at;		/* expiries (helpers' too) at the last seal */
+	int			helpers;		/* sweeper: helpers it registered */
 } Sweep;
 
 /*
@@ -460,7 +524,9 @@ sweep_batch(Sweep *sw, const char *sql, int nargs, Oid *argtypes, Datum *args,
 		}
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		if (database_wanted())
+		if (sw->leader != 0 && BackendPidGetProc(sw->leader) == NULL)
+			sw->stopped = "the sweeper it helped has exited";
+		else if (database_wanted())
 			sw->stopped = "another session is waiting for exclusive use of the database";
 		else if (!OidIsValid(get_extension_oid("consent", true)))
 			sw->stopped = "the extension was dropped";
@@ -509,7 +575,7 @@ sweep_count(Sweep *sw, const char *step, int64 expired, int64 warned, int64 prun
 	sw->warned += warned;
 	sw->pruned += pruned;
 	if (sw->own_xacts)
-		slot_add(sw->slot, expired, warned, pruned, sw->longest_ms);
+		slot_add(sw->slot, expired, warned, pruned, sw->longest_ms, sw->leader != 0);
 	elog(DEBUG1, "consent sweeper: database \"%s\": %s batch: %lld expired, %lld warned, %lld pruned",
 		 sw->dbname, step, (long long) expired, (long long) warned, (long long) pruned);
 }
@@ -523,6 +589,222 @@ seconds_interval(int secs)
 	return iv;
 }
 
+/*
+ * Seal the audit chain, when the audit trail is installed.  A seal must see
+ * what concurrent writers commit, so only under READ COMMITTED (a
+ * consent.sweep() called in a REPEATABLE READ transaction skips it).  The
+ * seal's transaction counts in longest_batch_ms like a batch.
+ */
+static bool
+sweep_seal(Sweep *sw)
+{
+	Datum		out[1];
+	bool		nulls[1];
+
+	if (IsolationUsesXactSnapshot())
+		return true;
+	if (sw->can_seal == 0)
+	{
+		if (!sweep_batch(sw, "SELECT pg_catalog.to_regprocedure('consent.seal()') IS NOT NULL",
+						 0, NULL, NULL, out, nulls, 1))
+			return false;
+		sw->can_seal = DatumGetBool(out[0]) ? 1 : -1;
+	}
+	if (sw->can_seal < 0)
+		return true;
+	if (!sweep_batch(sw, "SELECT FROM consent.seal()", 0, NULL, NULL, out, nulls, 0))
+		return false;
+	sw->sealed = true;
+	if (sw->own_xacts)
+		slot_add(sw->slot, 0, 0, 0, sw->longest_ms, false);
+	return true;
+}
+
+/*
+ * One batch of expiries of part "part" of "parts" (by subject), from
+ * *after on.  Sets *expired and moves *after to the latest expiry the
+ * batch took; returns false when the sweep must stop.
+ */
+static bool
+expire_one(Sweep *sw, int parts, int part, TimestampTz *after, int *expired)
+{
+	Oid			types[4] = {INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		args[4];
+	Datum		out[2];
+	bool		nulls[2];
+
+	args[0] = Int32GetDatum(sw->batch_size);
+	args[1] = Int32GetDatum(parts);
+	args[2] = Int32GetDatum(part);
+	args[3] = TimestampTzGetDatum(*after);
+	if (!sweep_batch(sw, "SELECT expired, last_expires_at FROM consent.expire_batch($1, $2, $3, $4)",
+					 4, types, args, out, nulls, 2))
+		return false;
+	*expired = DatumGetInt32(out[0]);
+	if (!nulls[1])
+		*after = DatumGetTimestampTz(out[1]);
+	sweep_count(sw, "expiry", *expired, 0, 0);
+
+	/*
+	 * A seal reads every event since the previous one: one at the end of a
+	 * sweep of a million expiries took seconds, in one transaction.  So
+	 * the background sweeper also seals during a long expiry step, every
+	 * SEAL_EVERY expiries (its helpers' included).
+	 */
+	if (sw->own_xacts && sw->leader == 0)
+	{
+		int64		total = sw->expired + slot_helped(sw->slot);
+
+		if (total - sw->sealed_at >= SEAL_EVERY)
+		{
+			if (!sweep_seal(sw))
+				return false;
+			sw->sealed_at = total;
+		}
+	}
+	return true;
+}
+
+/* Expire part "part" of "parts" until a batch is not full. */
+static bool
+expire_part(Sweep *sw, int parts, int part)
+{
+	TimestampTz after = DT_NOBEGIN;
+	int			k;
+
+	do
+	{
+		if (!expire_one(sw, parts, part, &after, &k))
+			return false;
+	} while (k >= sw->batch_size);
+	return true;
+}
+
+/*
+ * consent.sweep_part(subject, parts, part): is the subject in part "part"
+ * (0 to parts - 1) of the sweep?  A hash of the subject's bytes, so every
+ * record of one person is in the same part.  In C, rather than the same
+ * expression in SQL, for the planner: it estimates an opaque boolean
+ * function to keep a third of the rows, near enough to the truth
+ * (1 / parts) to keep the batch on the expiry index, where an equality
+ * (estimated at 1 / 200) made it read and sort the whole table.
+ */
+Datum
+consent_sweep_part(PG_FUNCTION_ARGS)
+{
+	text	   *subject = PG_GETARG_TEXT_PP(0);
+	int32		parts = PG_GETARG_INT32(1);
+	int32		part = PG_GETARG_INT32(2);
+	uint32		h;
+
+	if (parts < 1 || part < 0 || part >= parts)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("part %d of %d parts does not exist", part, parts),
+				 errhint("Parts are numbered from 0 to parts - 1.")));
+	h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(subject),
+								VARSIZE_ANY_EXHDR(subject)));
+	PG_RETURN_BOOL(h % (uint32) parts == (uint32) part);
+}
+
+/* What a sweep helper is told (bgw_extra). */
+typedef struct HelperArgs
+{
+	pid_t		leader;
+	int			parts;
+	int			part;
+	int			batch_size;
+} HelperArgs;
+
+StaticAssertDecl(sizeof(HelperArgs) <= BGW_EXTRALEN, "HelperArgs must fit into bgw_extra");
+
+static BackgroundWorkerHandle *
+launch_helper(Sweep *sw, int parts, int part)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	HelperArgs	args;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "consent", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "consent_sweep_helper_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "consent sweep helper for database \"%s\"", sw->dbname);
+	strlcpy(bgw.bgw_type, "consent sweep helper", BGW_MAXLEN);
+	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	bgw.bgw_notify_pid = MyProcPid;
+	memset(&args, 0, sizeof(args));
+	args.leader = MyProcPid;
+	args.parts = parts;
+	args.part = part;
+	args.batch_size = sw->batch_size;
+	memcpy(bgw.bgw_extra, &args, sizeof(args));
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+		return NULL;
+	return handle;
+}
+
+/*
+ * The expiry step.  A background sweeper that finds a backlog (a full
+ * first batch) and may use more processes (consent.sweep_workers) starts
+ * helpers and takes part 0 of the subjects itself, and the parts of
+ * helpers that could not be started; then it waits for the helpers and
+ * makes a last pass over all parts.  Helpers need the status slot, which
+ * is where they add their counts.
+ */
+static bool
+expire_step(Sweep *sw)
+{
+	int			workers = consent_sweep_workers;
+	BackgroundWorkerHandle **handles;
+	TimestampTz after = DT_NOBEGIN;
+	int			k;
+	bool		ok = true;
+
+	if (!sw->own_xacts || sw->leader != 0 || sw->slot < 0 || workers <= 1)
+		return expire_part(sw, 1, 0);
+
+	if (!expire_one(sw, 1, 0, &after, &k))
+		return false;
+	if (k < sw->batch_size)
+		return true;
+
+	handles = palloc0(sizeof(BackgroundWorkerHandle *) * workers);
+	for (int i = 1; i < workers; i++)
+	{
+		handles[i] = launch_helper(sw, workers, i);
+		if (handles[i] == NULL)
+		{
+			ereport(LOG,
+					(errmsg("consent sweeper: database \"%s\": no free background worker slot for %d of %d sweep helpers",
+							sw->dbname, workers - i, workers - 1),
+					 errhint("Raise max_worker_processes, or lower consent.sweep_workers; the sweeper does their part itself.")));
+			break;
+		}
+		sw->helpers++;
+	}
+
+	ok = expire_part(sw, workers, 0);
+	for (int i = sw->helpers + 1; i < workers && ok; i++)
+		ok = expire_part(sw, workers, i);
+
+	for (int i = 1; i <= sw->helpers; i++)
+	{
+		if (WaitForBackgroundWorkerShutdown(handles[i]) == BGWH_POSTMASTER_DIED)
+			proc_exit(1);
+		pfree(handles[i]);
+	}
+	pfree(handles);
+
+	/* what helpers left (stopped early, never started) or rows then locked */
+	if (ok)
+		ok = expire_part(sw, 1, 0);
+	return ok;
+}
+
 static void
 sweep_run(Sweep *sw)
 {
@@ -533,19 +815,11 @@ sweep_run(Sweep *sw)
 	bool		nulls[3];
 
 	/* 1. expire */
+	if (!expire_step(sw))
+		return;
+
 	types[0] = INT4OID;
 	args[0] = Int32GetDatum(n);
-	for (;;)
-	{
-		int			k;
-
-		if (!sweep_batch(sw, "SELECT consent.expire_batch($1)", 1, types, args, out, nulls, 1))
-			return;
-		k = DatumGetInt32(out[0]);
-		sweep_count(sw, "expiry", k, 0, 0);
-		if (k < n)
-			break;
-	}
 
 	/* 2. warn, resuming each batch where the previous one stopped */
 	if (consent_warn_before > 0)
@@ -594,22 +868,8 @@ sweep_run(Sweep *sw)
 		}
 	}
 
-	/*
-	 * 4. seal the audit chain, when the audit trail is installed.  A seal
-	 * must see what concurrent writers commit, so only under READ COMMITTED
-	 * (a consent.sweep() called in a REPEATABLE READ transaction skips it).
-	 */
-	if (IsolationUsesXactSnapshot())
-		return;
-	if (!sweep_batch(sw, "SELECT pg_catalog.to_regprocedure('consent.seal()') IS NOT NULL",
-					 0, NULL, NULL, out, nulls, 1))
-		return;
-	if (DatumGetBool(out[0]))
-	{
-		if (!sweep_batch(sw, "SELECT FROM consent.seal()", 0, NULL, NULL, out, nulls, 0))
-			return;
-		sw->sealed = true;
-	}
+	/* 4. seal the audit chain */
+	(void) sweep_seal(sw);
 }
 
 /* The message of the error being handled, for the status view. */
@@ -671,7 +931,7 @@ consent_sweep(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 		SPI_finish();
-		slot_add(sw.slot, sw.expired, sw.warned, sw.pruned, sw.longest_ms);
+		slot_add(sw.slot, sw.expired, sw.warned, sw.pruned, sw.longest_ms, false);
 		slot_sweep_end(sw.slot, true, NULL);
 		elog(DEBUG1, "consent.sweep(): database \"%s\": %lld expired, %lld warned, %lld pruned",
 			 sw.dbname, (long long) sw.expired, (long long) sw.warned, (long long) sw.pruned);
@@ -714,6 +974,7 @@ consent_sweeper_main(Datum main_arg)
 	char	   *dbname;
 	Sweep		sw;
 	TimestampTz start;
+	int64		helped;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -799,17 +1060,98 @@ consent_sweeper_main(Datum main_arg)
 	PG_END_TRY();
 
 	slot_sweep_end(my_slot, sw.stopped == NULL, NULL);
+	helped = slot_helped(my_slot);
 	if (sw.stopped)
 		ereport(LOG,
 				(errmsg("consent sweeper: sweep of database \"%s\" stopped early: %s",
 						dbname, sw.stopped),
 				 errdetail("%lld records expired, %lld warnings sent, %lld outbox rows pruned before it stopped.",
-						   (long long) sw.expired, (long long) sw.warned, (long long) sw.pruned)));
+						   (long long) (sw.expired + helped), (long long) sw.warned, (long long) sw.pruned)));
+	else if (sw.helpers > 0)
+		ereport(LOG,
+				(errmsg("consent sweeper: database \"%s\": %lld records expired, %lld warnings sent, %lld outbox rows pruned in %ld ms",
+						dbname, (long long) (sw.expired + helped), (long long) sw.warned, (long long) sw.pruned,
+						TimestampDifferenceMilliseconds(start, GetCurrentTimestamp())),
+				 errdetail_plural("%d sweep helper expired %lld of the records.",
+								  "%d sweep helpers expired %lld of the records.",
+								  sw.helpers, sw.helpers, (long long) helped)));
 	else
 		ereport(sw.expired + sw.warned + sw.pruned > 0 ? LOG : DEBUG1,
 				(errmsg("consent sweeper: database \"%s\": %lld records expired, %lld warnings sent, %lld outbox rows pruned in %ld ms",
 						dbname, (long long) sw.expired, (long long) sw.warned, (long long) sw.pruned,
 						TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()))));
+	proc_exit(0);
+}
+
+/* ----------------------------------------------------------------
+ * A sweep helper: expires one part of a sweeper's backlog, then exits
+ * ----------------------------------------------------------------
+ */
+void
+consent_sweep_helper_main(Datum main_arg)
+{
+	Oid			datid = DatumGetObjectId(main_arg);
+	HelperArgs	args;
+	Sweep		sw;
+	char	   *dbname;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(datid, InvalidOid, 0);
+	pgstat_report_appname("consent sweep helper");
+	/* as the sweeper: the same actor in the records and the audit trail */
+	SetConfigOption("consent.actor", "consent sweeper", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
+
+	memset(&sw, 0, sizeof(sw));
+	sw.own_xacts = true;
+	sw.leader = args.leader;
+	sw.dbname = dbname;
+	sw.batch_size = args.batch_size;
+	sw.slot = -1;
+	if (sweeper_shared != NULL)
+	{
+		LWLockAcquire(sweeper_shared->lock, LW_SHARED);
+		sw.slot = slot_find(MyDatabaseId);
+		LWLockRelease(sweeper_shared->lock);
+	}
+
+	PG_TRY();
+	{
+		(void) expire_part(&sw, args.parts, args.part);
+	}
+	PG_CATCH();
+	{
+		char	   *msg;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		msg = current_error_message();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		slot_note_error(sw.slot, msg);
+		ereport(LOG,
+				(errmsg("consent sweep helper: database \"%s\": part %d of %d failed; the sweeper takes it over",
+						dbname, args.part + 1, args.parts)));
+		proc_exit(1);
+	}
+	PG_END_TRY();
+
+	elog(sw.stopped ? LOG : DEBUG1,
+		 "consent sweep helper: database \"%s\": part %d of %d: %lld records expired%s%s",
+		 dbname, args.part + 1, args.parts, (long long) sw.expired,
+		 sw.stopped ? ", stopped early: " : "", sw.stopped ? sw.stopped : "");
 	proc_exit(0);
 }
 
@@ -1904,6 +2246,17 @@ consent_sweeper_init(void)
 							"Every batch is its own transaction; no lock is held longer than one batch.",
 							&consent_sweep_batch_size,
 							1000, 1, 1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("consent.sweep_workers",
+							"Processes that expire the records of one sweep at the same time.",
+							"When a sweep finds more expiries than one batch, the background sweeper starts this many "
+							"minus one helpers, each a background worker (max_worker_processes) that expires the "
+							"records of its share of the subjects. 1 keeps every sweep in one process. "
+							"consent.sweep() always uses one.",
+							&consent_sweep_workers,
+							2, 1, 64,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

@@ -101,25 +101,64 @@ COMMENT ON TRIGGER outbox ON consent.records IS
 -- Grants whose expiry has passed become "expired".  A plain UPDATE of the
 -- current row, so the audit trigger records it and the outbox trigger
 -- announces it, like any other change.
-CREATE FUNCTION consent.expire_batch(n integer) RETURNS integer
+--
+-- Which part of a sweep a subject belongs to (see expire_batch).
+CREATE FUNCTION consent.sweep_part(subject text, parts integer, part integer) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'consent_sweep_part'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION consent.sweep_part(text, integer, integer) IS
+	'Internal: is the subject in part "part" (0 to parts - 1) of a sweep that splits the subjects between parts processes?';
+
+-- A sweep may run its batches in several processes at once
+-- (consent.sweep_workers).  Each then takes one part of the subjects, by a
+-- hash of the subject: "parts" parts, this batch's is "part".  So two
+-- processes never hold records of the same person, and never wait for each
+-- other on that person's audit chain (nor deadlock, whatever order their
+-- rows are updated in).  "after" lets a process resume where its previous
+-- batch stopped, instead of reading again, batch after batch, the rows of
+-- the other parts that lie before it.  A row skipped because it was locked
+-- is left behind by "after"; the sweep ends with a pass over every part
+-- from the start (parts = 1), which takes it if it is free by then.
+CREATE FUNCTION consent.expire_batch(
+	n integer,
+	parts integer DEFAULT 1,
+	part integer DEFAULT 0,
+	after timestamptz DEFAULT '-infinity',
+	OUT expired integer,
+	OUT last_expires_at timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $$
-DECLARE
-	k integer;
 BEGIN
+	IF n IS NULL OR parts IS NULL OR part IS NULL OR after IS NULL THEN
+		RAISE EXCEPTION 'batch size, parts, part and after must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF n < 1 THEN
+		RAISE EXCEPTION 'batch size must be positive, not %', n
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF parts < 1 OR part < 0 OR part >= parts THEN
+		RAISE EXCEPTION 'part % of % parts does not exist', part, parts
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Parts are numbered from 0 to parts - 1.';
+	END IF;
 	WITH due AS (
-		SELECT r.ctid AS tid
+		SELECT r.ctid AS tid, r.expires_at
 		  FROM consent.records r
 		 WHERE r.status = 'granted' AND r.expires_at <= now()
+		   AND r.expires_at >= after
+		   AND (parts = 1 OR consent.sweep_part(r.subject, parts, part))
 		 ORDER BY r.expires_at
 		 LIMIT n
 		   FOR UPDATE OF r SKIP LOCKED
-	), expired AS (
-		-- The rows are locked: a TID join finds them without another index
-		-- probe.  Should a row have moved meanwhile, the conditions below
-		-- are checked again on its newest version.
+	), done AS (
+		-- The rows are locked: a TID scan finds them without another index
+		-- probe (and, unlike a join with "due", whatever the table's size:
+		-- a join was planned as a hash join over the whole table when the
+		-- table was small).  Should a row have moved meanwhile, the
+		-- conditions below are checked again on its newest version.
 		UPDATE consent.records r
 		   SET status = 'expired',
 			   effective_at = r.expires_at,
@@ -129,17 +168,16 @@ BEGIN
 			   reason = NULL,
 			   evidence = NULL,
 			   recorded_at = clock_timestamp()
-		  FROM due
-		 WHERE r.ctid = due.tid
+		 WHERE r.ctid = ANY (ARRAY(SELECT due.tid FROM due))
 		   AND r.status = 'granted' AND r.expires_at <= now()
 		RETURNING 1
 	)
-	SELECT count(*)::integer INTO k FROM expired;
-	RETURN k;
+	SELECT (SELECT count(*)::integer FROM done), (SELECT max(due.expires_at) FROM due)
+	  INTO expired, last_expires_at;
 END
 $$;
-COMMENT ON FUNCTION consent.expire_batch(integer) IS
-	'Internal: mark at most n granted records whose expiry has passed as expired (SKIP LOCKED); returns how many';
+COMMENT ON FUNCTION consent.expire_batch(integer, integer, integer, timestamptz) IS
+	'Internal: mark at most n granted records whose expiry has passed (from "after" on, of part "part" of "parts" by subject) as expired (SKIP LOCKED); returns how many, and the latest expiry taken';
 
 -- Grants whose expiry falls within warn_before and that were not warned
 -- about yet get one "warning" outbox row.  "after" lets the caller resume
@@ -394,7 +432,8 @@ GRANT USAGE ON SCHEMA consent TO consent_relay;
 REVOKE ALL ON consent.outbox, consent.expiry_warnings, consent.sweeper_status FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	consent.outbox_trigger(),
-	consent.expire_batch(integer),
+	consent.sweep_part(text, integer, integer),
+	consent.expire_batch(integer, integer, integer, timestamptz),
 	consent.warn_batch(integer, interval, timestamptz),
 	consent.prune_batch(integer, interval),
 	consent.sweep(),
