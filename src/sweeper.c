@@ -254,17 +254,27 @@ typedef struct SweeperShared
 } SweeperShared;
 
 static SweeperShared *sweeper_shared = NULL;
+#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+static void
+sweeper_shmem_request_space(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SweeperShared)));
+	RequestNamedLWLockTranche("consent_sweeper", 1);
+}
+
+#if PG_VERSION_NUM >= 150000
 static void
 sweeper_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SweeperShared)));
-	RequestNamedLWLockTranche("consent_sweeper", 1);
+	sweeper_shmem_request_space();
 }
+#endif
 
 static void
 sweeper_shmem_startup(void)
@@ -2288,8 +2298,13 @@ consent_sweeper_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sweeper_shmem_request;
+#else
+	/* before PostgreSQL 15, requests are made from _PG_init itself */
+	sweeper_shmem_request_space();
+#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = sweeper_shmem_startup;
 
