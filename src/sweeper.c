@@ -141,7 +141,8 @@ PG_FUNCTION_INFO_V1(consent_sweep_part);
 #define SWEEP_LOCK_KEY2			0x73776565
 
 /* During a long expiry step, seal at least every this many expiries. */
-#define SEAL_EVERY				50000
+/* The background sweeper seals after this many batches' worth of expiries. */
+#define SEAL_EVERY_BATCHES		50
 
 /* ----------------------------------------------------------------
  * Settings
@@ -631,62 +632,76 @@ sweep_seal(Sweep *sw)
 }
 
 /*
- * One batch of expiries of part "part" of "parts" (by subject), from
- * *after on.  Sets *expired and moves *after to the latest expiry the
- * batch took; returns false when the sweep must stop.
+ * A seal reads every event since the previous one: one at the end of a
+ * sweep of a million expiries took seconds, in one transaction.  So the
+ * background sweeper also seals during a long expiry step, after every
+ * SEAL_EVERY_BATCHES batches' worth of expiries (its helpers' included).
  */
 static bool
-expire_one(Sweep *sw, int parts, int part, TimestampTz *after, int *expired)
+maybe_seal(Sweep *sw)
+{
+	int64		total;
+
+	if (!sw->own_xacts || sw->leader != 0)
+		return true;
+	total = sw->expired + slot_helped(sw->slot);
+	if (total - sw->sealed_at < (int64) sw->batch_size * SEAL_EVERY_BATCHES)
+		return true;
+	if (!sweep_seal(sw))
+		return false;
+	sw->sealed_at = total;
+	return true;
+}
+
+/*
+ * One batch of expiries of part "part" of "parts" (by subject), from
+ * *after on.  Sets *seen to the rows it locked, *expired to those it
+ * expired, and moves *after to the latest expiry it locked; returns false
+ * when the sweep must stop.
+ */
+static bool
+expire_one(Sweep *sw, int parts, int part, TimestampTz *after, int *seen, int *expired)
 {
 	Oid			types[4] = {INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID};
 	Datum		args[4];
-	Datum		out[2];
-	bool		nulls[2];
+	Datum		out[3];
+	bool		nulls[3];
 
 	args[0] = Int32GetDatum(sw->batch_size);
 	args[1] = Int32GetDatum(parts);
 	args[2] = Int32GetDatum(part);
 	args[3] = TimestampTzGetDatum(*after);
-	if (!sweep_batch(sw, "SELECT expired, last_expires_at FROM consent.expire_batch($1, $2, $3, $4)",
-					 4, types, args, out, nulls, 2))
+	if (!sweep_batch(sw, "SELECT expired, last_expires_at, seen FROM consent.expire_batch($1, $2, $3, $4)",
+					 4, types, args, out, nulls, 3))
 		return false;
 	*expired = DatumGetInt32(out[0]);
 	if (!nulls[1])
 		*after = DatumGetTimestampTz(out[1]);
+	*seen = DatumGetInt32(out[2]);
 	sweep_count(sw, "expiry", *expired, 0, 0);
-
-	/*
-	 * A seal reads every event since the previous one: one at the end of a
-	 * sweep of a million expiries took seconds, in one transaction.  So
-	 * the background sweeper also seals during a long expiry step, every
-	 * SEAL_EVERY expiries (its helpers' included).
-	 */
-	if (sw->own_xacts && sw->leader == 0)
-	{
-		int64		total = sw->expired + slot_helped(sw->slot);
-
-		if (total - sw->sealed_at >= SEAL_EVERY)
-		{
-			if (!sweep_seal(sw))
-				return false;
-			sw->sealed_at = total;
-		}
-	}
-	return true;
+	return maybe_seal(sw);
 }
 
-/* Expire part "part" of "parts" until a batch is not full. */
+/*
+ * Expire part "part" of "parts" until a batch locks fewer rows than the
+ * batch size.  (A batch can expire fewer rows than it locked: a row changed
+ * and committed by someone else between the batch's snapshot and its lock
+ * is locked in its new version, which the batch's UPDATE does not see.
+ * Such a row is behind "after" from then on; the last pass of a sweep with
+ * helpers, or the next sweep, takes it.)
+ */
 static bool
 expire_part(Sweep *sw, int parts, int part)
 {
 	TimestampTz after = DT_NOBEGIN;
+	int			seen;
 	int			k;
 
 	do
 	{
-		if (!expire_one(sw, parts, part, &after, &k))
+		if (!expire_one(sw, parts, part, &after, &seen, &k))
 			return false;
-	} while (k >= sw->batch_size);
+	} while (seen >= sw->batch_size);
 	return true;
 }
 
@@ -757,6 +772,84 @@ launch_helper(Sweep *sw, int parts, int part)
 	return handle;
 }
 
+/* The sweeper's helpers, for sweeper_exit() to stop on any exit. */
+static BackgroundWorkerHandle **helper_handles = NULL;
+static int	helper_handles_n = 0;
+
+static void
+terminate_helpers(BackgroundWorkerHandle **handles, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (handles[i] != NULL)
+			TerminateBackgroundWorker(handles[i]);
+}
+
+/*
+ * Wait until every helper has exited, sealing as their expiries add up.
+ * Stop them instead, without waiting, when the sweep is stopping ("ok"
+ * false) or someone wants the database to itself: a helper that is still
+ * connecting waits for the lock DROP DATABASE holds and is not yet counted
+ * as a user of the database, so it would never leave by itself and DROP
+ * DATABASE would wait for this sweeper in vain.  A helper stopped in a
+ * batch rolls that batch back; the next sweep does it.  Returns whether
+ * the sweep goes on.
+ */
+static bool
+wait_helpers(Sweep *sw, BackgroundWorkerHandle **handles, bool ok)
+{
+	int			n = sw->helpers + 1;
+
+	for (;;)
+	{
+		int			alive = 0;
+		bool		wanted;
+
+		for (int i = 1; i < n; i++)
+		{
+			pid_t		pid;
+
+			if (handles[i] == NULL)
+				continue;
+			switch (GetBackgroundWorkerPid(handles[i], &pid))
+			{
+				case BGWH_STOPPED:
+					pfree(handles[i]);
+					handles[i] = NULL;
+					break;
+				case BGWH_POSTMASTER_DIED:
+					proc_exit(1);
+					break;
+				default:
+					alive++;
+					break;
+			}
+		}
+		if (alive == 0)
+			return ok;
+		if (!ok)
+		{
+			terminate_helpers(handles, n);
+			return false;
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, WAIT_EVENT_BGWORKER_SHUTDOWN);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		StartTransactionCommand();
+		wanted = database_wanted();
+		CommitTransactionCommand();
+		if (wanted)
+		{
+			sw->stopped = "another session is waiting for exclusive use of the database";
+			ok = false;
+		}
+		else if (!maybe_seal(sw))
+			ok = false;
+	}
+}
+
 /*
  * The expiry step.  A background sweeper that finds a backlog (a full
  * first batch) and may use more processes (consent.sweep_workers) starts
@@ -771,18 +864,21 @@ expire_step(Sweep *sw)
 	int			workers = consent_sweep_workers;
 	BackgroundWorkerHandle **handles;
 	TimestampTz after = DT_NOBEGIN;
+	int			seen;
 	int			k;
 	bool		ok = true;
 
 	if (!sw->own_xacts || sw->leader != 0 || sw->slot < 0 || workers <= 1)
 		return expire_part(sw, 1, 0);
 
-	if (!expire_one(sw, 1, 0, &after, &k))
+	if (!expire_one(sw, 1, 0, &after, &seen, &k))
 		return false;
-	if (k < sw->batch_size)
+	if (seen < sw->batch_size)
 		return true;
 
-	handles = palloc0(sizeof(BackgroundWorkerHandle *) * workers);
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(BackgroundWorkerHandle *) * workers);
+	helper_handles = handles;
+	helper_handles_n = workers;
 	for (int i = 1; i < workers; i++)
 	{
 		handles[i] = launch_helper(sw, workers, i);
@@ -801,12 +897,9 @@ expire_step(Sweep *sw)
 	for (int i = sw->helpers + 1; i < workers && ok; i++)
 		ok = expire_part(sw, workers, i);
 
-	for (int i = 1; i <= sw->helpers; i++)
-	{
-		if (WaitForBackgroundWorkerShutdown(handles[i]) == BGWH_POSTMASTER_DIED)
-			proc_exit(1);
-		pfree(handles[i]);
-	}
+	ok = wait_helpers(sw, handles, ok);
+	helper_handles = NULL;
+	helper_handles_n = 0;
 	pfree(handles);
 
 	/* what helpers left (stopped early, never started) or rows then locked */
@@ -964,6 +1057,10 @@ static int	my_slot = -1;
 static void
 sweeper_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
+	/* helpers must not go on without their sweeper (an error, SIGTERM) */
+	if (helper_handles != NULL)
+		terminate_helpers(helper_handles, helper_handles_n);
+
 	if (my_slot >= 0 && sweeper_shared != NULL)
 	{
 		LWLockAcquire(sweeper_shared->lock, LW_EXCLUSIVE);

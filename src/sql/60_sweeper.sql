@@ -125,7 +125,8 @@ CREATE FUNCTION consent.expire_batch(
 	part integer DEFAULT 0,
 	after timestamptz DEFAULT '-infinity',
 	OUT expired integer,
-	OUT last_expires_at timestamptz)
+	OUT last_expires_at timestamptz,
+	OUT seen integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
@@ -157,8 +158,11 @@ BEGIN
 		-- The rows are locked: a TID scan finds them without another index
 		-- probe (and, unlike a join with "due", whatever the table's size:
 		-- a join was planned as a hash join over the whole table when the
-		-- table was small).  Should a row have moved meanwhile, the
-		-- conditions below are checked again on its newest version.
+		-- table was small).  A row that someone else changed and committed
+		-- after this statement's snapshot is locked in its newest version,
+		-- which the snapshot does not see: it is not expired now ("seen"
+		-- counts it, "expired" does not) and is left for a later pass.  The
+		-- conditions below are checked again on the version updated.
 		UPDATE consent.records r
 		   SET status = 'expired',
 			   effective_at = r.expires_at,
@@ -172,12 +176,13 @@ BEGIN
 		   AND r.status = 'granted' AND r.expires_at <= now()
 		RETURNING 1
 	)
-	SELECT (SELECT count(*)::integer FROM done), (SELECT max(due.expires_at) FROM due)
-	  INTO expired, last_expires_at;
+	SELECT (SELECT count(*)::integer FROM done), (SELECT max(due.expires_at) FROM due),
+		   (SELECT count(*)::integer FROM due)
+	  INTO expired, last_expires_at, seen;
 END
 $$;
 COMMENT ON FUNCTION consent.expire_batch(integer, integer, integer, timestamptz) IS
-	'Internal: mark at most n granted records whose expiry has passed (from "after" on, of part "part" of "parts" by subject) as expired (SKIP LOCKED); returns how many, and the latest expiry taken';
+	'Internal: mark at most n granted records whose expiry has passed (from "after" on, of part "part" of "parts" by subject) as expired (SKIP LOCKED); returns how many, the latest expiry it locked and how many rows it locked';
 
 -- Grants whose expiry falls within warn_before and that were not warned
 -- about yet get one "warning" outbox row.  "after" lets the caller resume

@@ -84,6 +84,7 @@ sub check_exactly_once
 #
 is($node->safe_psql('postgres', 'SHOW consent.sweep_workers'), '2', 'consent.sweep_workers is 2 by default');
 add_expired('x', 3000);
+my $seals_before = $node->safe_psql('postgres', 'SELECT count(*) FROM consent.seals');
 my $log = sweep_once(6000);
 like($log, qr/DETAIL:  1 sweep helper expired \d+ of the records\./, 'a helper took part');
 my ($helped) = $log =~ /DETAIL:  1 sweep helper expired (\d+) of the records\./;
@@ -92,6 +93,9 @@ cmp_ok($helped, '>', 0, "the helper expired records ($helped of 6000)");
 cmp_ok($helped, '<', 6000, 'and the sweeper did too');
 unlike($log, qr/ERROR|deadlock/, 'no error, no deadlock');
 check_exactly_once('x', 6000, 'two processes');
+# at batch size 100 the sweeper seals every 5000 expiries, and at the end
+cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM consent.seals') - $seals_before,
+	'>=', 2, 'the sweep sealed while the helper wrote, and at its end');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) || ' ' || sum(last_expired) || ' ' || bool_and(state = 'idle') FROM consent.sweeper_status WHERE database = 'postgres'"
