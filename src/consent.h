@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "postmaster/bgworker.h"
 
 /* Limits of a subject key, in bytes. */
 #define CONSENT_SUBJECT_MAX_BYTES	256
@@ -30,6 +31,10 @@ extern Oid	consent_namespace(void);
 extern Oid	consent_relid(Oid nsp, const char *name);
 extern AttrNumber consent_attnum(Oid relid, const char *name);
 extern Oid	consent_enum_label(Oid nsp, const char *type, const char *label);
+
+/* util.c: what every dynamic background worker of the extension shares */
+extern void consent_worker_init(BackgroundWorker *bgw, const char *function,
+								const char *type);
 
 /* purpose_key.c */
 extern void purpose_key_validate(const char *str, int len);

@@ -290,14 +290,8 @@ relay_launch(int i, uint32 generation)
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(bgw.bgw_library_name, "consent", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "consent_notify_relay_main", BGW_MAXLEN);
+	consent_worker_init(&bgw, "consent_notify_relay_main", "consent notify relay");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "consent notify relay for database %u", MyDatabaseId);
-	strlcpy(bgw.bgw_type, "consent notify relay", BGW_MAXLEN);
 	bgw.bgw_main_arg = Int32GetDatum(i);
 	memcpy(bgw.bgw_extra, &generation, sizeof(generation));
 	bgw.bgw_notify_pid = 0;

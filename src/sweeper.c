@@ -750,14 +750,8 @@ launch_helper(Sweep *sw, int parts, int part)
 	BackgroundWorkerHandle *handle;
 	HelperArgs	args;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(bgw.bgw_library_name, "consent", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "consent_sweep_helper_main", BGW_MAXLEN);
+	consent_worker_init(&bgw, "consent_sweep_helper_main", "consent sweep helper");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "consent sweep helper for database \"%s\"", sw->dbname);
-	strlcpy(bgw.bgw_type, "consent sweep helper", BGW_MAXLEN);
 	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	bgw.bgw_notify_pid = MyProcPid;
 	memset(&args, 0, sizeof(args));
@@ -1053,6 +1047,51 @@ consent_sweep(PG_FUNCTION_ARGS)
  */
 static int	my_slot = -1;
 
+/*
+ * In a worker's PG_CATCH: log the error, end the transaction; returns the
+ * error's message, in TopMemoryContext.  Interrupts stay held: the caller
+ * exits.
+ */
+static char *
+worker_catch(void)
+{
+	char	   *msg;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(TopMemoryContext);
+	msg = current_error_message();
+	EmitErrorReport();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	return msg;
+}
+
+/*
+ * Start of a sweeper or a sweep helper: signals, the connection to its
+ * database, the settings its batches rely on.
+ */
+static void
+sweep_process_start(Oid datid, const char *appname)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(datid, InvalidOid, 0);
+	pgstat_report_appname(appname);
+	/* helpers too: the same actor in the records and the audit trail */
+	SetConfigOption("consent.actor", "consent sweeper", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * A batch lost in a crash is done again by the next sweep, whole (its
+	 * expiries, audit and outbox rows commit together), so a sweep need not
+	 * wait for each commit to reach disk.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/* batches rely on READ COMMITTED (SKIP LOCKED, rechecks, the seal) */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+}
+
 /* On any exit, the slot no longer names this process. */
 static void
 sweeper_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -1083,22 +1122,7 @@ consent_sweeper_main(Datum main_arg)
 	TimestampTz start;
 	int64		helped;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnectionByOid(datid, InvalidOid, 0);
-	pgstat_report_appname("consent sweeper");
-	SetConfigOption("consent.actor", "consent sweeper", PGC_USERSET, PGC_S_SESSION);
-
-	/*
-	 * A batch lost in a crash is done again by the next sweep, whole (its
-	 * expiries, audit and outbox rows commit together), so the sweeper need
-	 * not wait for each commit to reach disk.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-	/* batches rely on READ COMMITTED (SKIP LOCKED, rechecks, the seal) */
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+	sweep_process_start(datid, "consent sweeper");
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1150,14 +1174,8 @@ consent_sweeper_main(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		char	   *msg;
+		char	   *msg = worker_catch();
 
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(TopMemoryContext);
-		msg = current_error_message();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		slot_sweep_end(my_slot, false, msg);
 		ereport(LOG,
 				(errmsg("consent sweeper: sweep of database \"%s\" failed; the next interval tries again",
@@ -1204,16 +1222,7 @@ consent_sweep_helper_main(Datum main_arg)
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnectionByOid(datid, InvalidOid, 0);
-	pgstat_report_appname("consent sweep helper");
-	/* as the sweeper: the same actor in the records and the audit trail */
-	SetConfigOption("consent.actor", "consent sweeper", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+	sweep_process_start(datid, "consent sweep helper");
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1239,14 +1248,8 @@ consent_sweep_helper_main(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		char	   *msg;
+		char	   *msg = worker_catch();
 
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(TopMemoryContext);
-		msg = current_error_message();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		slot_note_error(sw.slot, msg);
 		ereport(LOG,
 				(errmsg("consent sweep helper: database \"%s\": part %d of %d failed; the sweeper takes it over",
@@ -1443,14 +1446,8 @@ launch_sweeper(const Target *t)
 	BackgroundWorkerHandle *handle;
 	Running    *r;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(bgw.bgw_library_name, "consent", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "consent_sweeper_main", BGW_MAXLEN);
+	consent_worker_init(&bgw, "consent_sweeper_main", "consent sweeper");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "consent sweeper for database \"%s\"", t->name);
-	strlcpy(bgw.bgw_type, "consent sweeper", BGW_MAXLEN);
 	bgw.bgw_main_arg = ObjectIdGetDatum(t->datid);
 	bgw.bgw_notify_pid = MyProcPid;
 

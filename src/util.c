@@ -134,3 +134,20 @@ consent_enum_label(Oid nsp, const char *type, const char *label)
 	return labeloid;
 }
 
+/*
+ * Fill in what the extension's dynamic background workers (sweepers, sweep
+ * helpers, notify relays) share: a database connection, started once
+ * recovery has finished, never restarted by the postmaster (whoever needs
+ * one starts it again).  The caller sets name, argument and notify pid.
+ */
+void
+consent_worker_init(BackgroundWorker *bgw, const char *function, const char *type)
+{
+	memset(bgw, 0, sizeof(*bgw));
+	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw->bgw_library_name, "consent", BGW_MAXLEN);
+	strlcpy(bgw->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(bgw->bgw_type, type, BGW_MAXLEN);
+}

@@ -10,6 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use ConsentNotify;
 use Time::HiRes qw(time usleep);
 use IPC::Run;
 
@@ -33,20 +34,6 @@ $node->safe_psql('postgres', "SELECT consent.define_purpose('marketing', 'Market
 my $listener = $node->background_psql('postgres');
 $listener->query_safe('LISTEN consent');
 my $heard = '';
-
-# Collect notifications until $re matches what was heard, or 30 s pass.
-sub hear
-{
-	my ($re) = @_;
-	my $until = time() + 30;
-	while (1)
-	{
-		$heard .= $listener->query_safe('SELECT 1');
-		return 1 if $heard =~ $re;
-		return 0 if time() > $until;
-		usleep(20_000);
-	}
-}
 
 # payload subject => sender pid, of what was heard
 sub senders
@@ -103,12 +90,12 @@ sub heard_all
 my $writer = $node->background_psql('postgres');
 my $writer_pid = $writer->query_safe('SELECT pg_backend_pid()');
 $writer->query_safe("SELECT consent.grant('zero', 'marketing')");
-ok(hear(qr/"subject":"zero"/), 'the first change is announced');
+ok(hear($listener, \$heard, qr/"subject":"zero"/), 'the first change is announced');
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'consent notify relay' AND datname = 'postgres'")
   or die "no relay started";
 $writer->query_safe("SELECT consent.grant('one', 'marketing')");
-ok(hear(qr/"subject":"one"/), 'a committed change is announced');
+ok(hear($listener, \$heard, qr/"subject":"one"/), 'a committed change is announced');
 like(
 	$heard,
 	qr/Asynchronous notification "consent" with payload "\{"id":\d+,"event":"grant","subject":"one","purpose":"marketing","status":"granted","at":"[^"]+","event_id":(?:\d+|null)\}"/,
@@ -140,7 +127,7 @@ $writer->query_safe(
 	PREPARE TRANSACTION 'p1';
 	COMMIT PREPARED 'p1';
 	SELECT consent.grant('marker', 'marketing');});
-ok(hear(qr/"subject":"marker"/), 'the change after them is announced');
+ok(hear($listener, \$heard, qr/"subject":"marker"/), 'the change after them is announced');
 like($heard, qr/"subject":"kept"/, 'a committed change of a transaction with a rolled-back subtransaction is announced');
 unlike($heard, qr/"subject":"(?:sub-)?rolled-back"/, 'rolled-back changes are not');
 unlike($heard, qr/"subject":"prepared"/, 'a prepared transaction announces nothing');
@@ -181,7 +168,7 @@ cmp_ok($by_pid{$top}, '>=', 598, "one process sent $by_pid{$top} of the 600 (the
 $heard = '';
 $writer->query_safe(
 	"SELECT count(consent.grant('big' || g, 'marketing')) FROM generate_series(1, 400) g");
-ok(hear(qr/"subject":"big400"/), 'the large transaction is announced');
+ok(hear($listener, \$heard, qr/"subject":"big400"/), 'the large transaction is announced');
 my $s = senders();
 is(scalar(grep { /^big\d+$/ } keys %$s), 400, 'all 400 of its changes');
 is(scalar(grep { $s->{$_} eq $writer_pid } grep { /^big\d+$/ } keys %$s),
@@ -244,7 +231,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid
 	'1', 'a terminated relay waits for it');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET synchronous_standby_names");
 $node->reload;
-ok(hear(qr/"subject":"syncrep"/), 'the held-up commit is announced once it completes');
+ok(hear($listener, \$heard, qr/"subject":"syncrep"/), 'the held-up commit is announced once it completes');
 is(senders()->{syncrep}, $relay_pid, 'by the terminated relay, before it exited');
 $writer->query_safe('SELECT 1');    # collect the grant's result
 
@@ -284,7 +271,7 @@ $heard = '';
 $writer = $node->background_psql('postgres');
 $writer_pid = $writer->query_safe('SELECT pg_backend_pid()');
 $writer->query_safe("SELECT consent.grant('norelay', 'marketing')");
-ok(hear(qr/"subject":"norelay"/), 'with consent.notify_relays = 0 the change is announced');
+ok(hear($listener, \$heard, qr/"subject":"norelay"/), 'with consent.notify_relays = 0 the change is announced');
 is(senders()->{norelay}, $writer_pid, 'by the committing session');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'consent notify relay'"),
@@ -308,7 +295,7 @@ $heard = '';
 $writer = $plain->background_psql('postgres');
 $writer_pid = $writer->query_safe('SELECT pg_backend_pid()');
 $writer->query_safe("SELECT consent.grant('plain', 'marketing')");
-ok(hear(qr/"subject":"plain"/), 'without preload the change is announced');
+ok(hear($listener, \$heard, qr/"subject":"plain"/), 'without preload the change is announced');
 is(senders()->{plain}, $writer_pid, 'by the committing session');
 $listener->quit;
 $writer->quit;
