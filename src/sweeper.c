@@ -140,7 +140,6 @@ PG_FUNCTION_INFO_V1(consent_sweep_part);
 #define SWEEP_LOCK_KEY1			0x636F6E73
 #define SWEEP_LOCK_KEY2			0x73776565
 
-/* During a long expiry step, seal at least every this many expiries. */
 /* The background sweeper seals after this many batches' worth of expiries. */
 #define SEAL_EVERY_BATCHES		50
 
@@ -699,8 +698,13 @@ expire_part(Sweep *sw, int parts, int part)
 
 	do
 	{
+		TimestampTz before = after;
+
 		if (!expire_one(sw, parts, part, &after, &seen, &k))
 			return false;
+		/* rows it locks and cannot expire (a user's trigger, say): stop */
+		if (k == 0 && after == before)
+			break;
 	} while (seen >= sw->batch_size);
 	return true;
 }
@@ -830,7 +834,13 @@ wait_helpers(Sweep *sw, BackgroundWorkerHandle **handles, bool ok)
 						 100, WAIT_EVENT_BGWORKER_SHUTDOWN);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		wanted = database_wanted();
 		CommitTransactionCommand();
@@ -1090,6 +1100,8 @@ sweep_process_start(Oid datid, const char *appname)
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 	/* batches rely on READ COMMITTED (SKIP LOCKED, rechecks, the seal) */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+	/* a per-database lock_timeout must not fail a seal waiting for a batch */
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /* On any exit, the slot no longer names this process. */

@@ -140,6 +140,10 @@ is( $node->safe_psql(
 #
 # Concurrent writers: every outbox row announced exactly once.
 #
+$writer->query_safe("SELECT consent.grant('warm', 'marketing')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'consent notify relay' AND datname = 'postgres'")
+  or die "no relay before the concurrent writers";
 $heard = '';
 $node->pgbench(
 	'--no-vacuum --client=2 --transactions=300',
@@ -209,13 +213,15 @@ isnt(
 # over its notifications) keeps an idle relay alive, and on SIGTERM the
 # relay waits for it before it exits.
 #
-$writer->query_safe("SELECT consent.grant('s0', 'marketing')");
+$node->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+$node->reload;
+usleep(2_000_000);    # the checkpointer publishes the setting to committers
+# a change committed locally makes sure a relay runs (it stays 2 s idle)
+$writer->query_safe(
+	"SET synchronous_commit = local; SELECT consent.grant('s0', 'marketing'); RESET synchronous_commit;");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'consent notify relay' AND datname = 'postgres'")
   or die "no relay for the synchronous replication test";
-$node->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
-$node->reload;
-usleep(1_000_000);    # the checkpointer publishes the setting to committers
 $heard = '';
 $writer->query_until(qr/sent/, "\\echo sent\nSELECT consent.grant('syncrep', 'marketing');\n");
 $node->poll_query_until('postgres',
@@ -224,7 +230,8 @@ $node->poll_query_until('postgres',
 usleep(3_000_000);
 $relay_pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'consent notify relay' AND datname = 'postgres'");
-like($relay_pid, qr/^\d+$/, 'a commit that reserved room keeps an idle relay from exiting');
+like($relay_pid, qr/^\d+$/, 'a commit that reserved room keeps an idle relay from exiting')
+  or die "no relay left to terminate";
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($relay_pid)");
 usleep(500_000);
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $relay_pid"),

@@ -53,16 +53,22 @@ close $fh;
 
 # The postmaster stops: the sweeper's first batch completes and it
 # registers a helper, which cannot be started yet; DROP DATABASE begins.
+# (Whatever happens meanwhile, the postmaster is continued.)
+my $t0;
 kill 'STOP', $pmpid or die "could not stop the postmaster";
-$blocker->query_safe('COMMIT');
-$blocker->quit;
-usleep(300_000);
-my $t0 = time();
-$dropper->{stdin} .= "DROP DATABASE victim;\n";
-$dropper->{run}->pump_nb;
-usleep(500_000);
+my $ok = eval {
+	$blocker->query_safe('COMMIT');
+	$blocker->quit;
+	usleep(300_000);
+	$t0 = time();
+	$dropper->{stdin} .= "DROP DATABASE victim;\n";
+	$dropper->{run}->pump_nb;
+	usleep(500_000);
+	1;
+};
 # Now the helper starts and waits for DROP DATABASE's lock.
 kill 'CONT', $pmpid or die "could not continue the postmaster";
+die $@ unless $ok;
 
 ok( $node->poll_query_until(
 		'postgres', "SELECT count(*) = 0 FROM pg_database WHERE datname = 'victim'"),
