@@ -574,6 +574,12 @@ sweep_batch(Sweep *sw, const char *sql, int nargs, Oid *argtypes, Datum *args,
 	ms = INSTR_TIME_GET_MILLISEC(duration);
 	if (ms > sw->longest_ms)
 		sw->longest_ms = ms;
+	/* a batch is meant to take a fraction of a second: say when it did not */
+	if (sw->own_xacts && ms >= 1000.0)
+		ereport(LOG,
+				(errmsg("consent %s: database \"%s\": a transaction took %.0f ms",
+						sw->leader != 0 ? "sweep helper" : "sweeper", sw->dbname, ms),
+				 errdetail("Statement: %s", sql)));
 	return true;
 }
 

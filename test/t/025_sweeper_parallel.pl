@@ -114,6 +114,24 @@ unlike($log, qr/sweep helpers? expired/, 'consent.sweep_workers = 1: no helper')
 check_exactly_once('y', 2000, 'one process');
 
 #
+# A batch of a second or more is logged, with its statement.
+#
+$node->safe_psql(
+	'postgres', q{
+	CREATE FUNCTION public.slow_expiry() RETURNS trigger LANGUAGE plpgsql AS
+	  $$ BEGIN IF NEW.subject = 'slow1' THEN PERFORM pg_sleep(1.2); END IF; RETURN NEW; END $$;
+	CREATE TRIGGER slow_expiry BEFORE UPDATE ON consent.records
+	  FOR EACH ROW EXECUTE FUNCTION public.slow_expiry();});
+add_expired('slow', 1);
+$log = sweep_once(2);
+like(
+	$log,
+	qr/LOG:  consent sweeper: database "postgres": a transaction took \d+ ms\n.*DETAIL:  Statement: SELECT expired, last_expires_at, seen FROM consent\.expire_batch/,
+	'a transaction of over a second is logged with its statement');
+$node->safe_psql('postgres',
+	'DROP TRIGGER slow_expiry ON consent.records; DROP FUNCTION public.slow_expiry()');
+
+#
 # No free background worker slot for the helper: the launcher and the
 # sweeper take both.
 #
