@@ -507,6 +507,18 @@ sweep_lock(bool session)
 	return LockAcquire(&tag, ExclusiveLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/* In a worker's loop: die if asked to, reread the settings on SIGHUP. */
+static void
+worker_poll(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 /*
  * Run one batch statement and copy the first row's (pass-by-value) columns
  * into out[].  A worker runs it in a transaction of its own; it returns
@@ -526,12 +538,7 @@ sweep_batch(Sweep *sw, const char *sql, int nargs, Oid *argtypes, Datum *args,
 
 	if (sw->own_xacts)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		worker_poll();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		if (sw->leader != 0 && BackendPidGetProc(sw->leader) == NULL)
@@ -839,12 +846,7 @@ wait_helpers(Sweep *sw, BackgroundWorkerHandle **handles, bool ok)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 100, WAIT_EVENT_BGWORKER_SHUTDOWN);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		worker_poll();
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
