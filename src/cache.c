@@ -226,38 +226,23 @@ typedef struct SharedMapHeader
 	Size		off_until;
 	Size		off_verdict;
 } SharedMapHeader;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* top-level xid of this backend's transaction that wrote the tables */
 static TransactionId my_writer_xid = InvalidTransactionId;
 
-static void
-cache_shmem_request_space(void)
+/* Under shared_preload_libraries (consent.c): the shared memory we need. */
+void
+consent_cache_shmem_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(WriterRing)) + MAXALIGN(sizeof(SharedMapDir)));
 	RequestNamedLWLockTranche("consent_cache", 2);
 }
 
-#if PG_VERSION_NUM >= 150000
-static void
-cache_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	cache_shmem_request_space();
-}
-#endif
-
-static void
-cache_shmem_startup(void)
+/* ... and its set-up, from the shmem_startup_hook (consent.c). */
+void
+consent_cache_shmem_startup(void)
 {
 	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ring = ShmemInitStruct("consent writer ring", sizeof(WriterRing), &found);
@@ -1878,15 +1863,6 @@ consent_cache_init(void)
 
 	if (process_shared_preload_libraries_in_progress)
 	{
-#if PG_VERSION_NUM >= 150000
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = cache_shmem_request;
-#else
-		/* before PostgreSQL 15, requests are made from _PG_init itself */
-		cache_shmem_request_space();
-#endif
-		prev_shmem_startup_hook = shmem_startup_hook;
-		shmem_startup_hook = cache_shmem_startup;
 		prev_process_utility = ProcessUtility_hook;
 		ProcessUtility_hook = cache_process_utility;
 	}

@@ -228,6 +228,10 @@ extern int	consent_cache_memory_kb;
 extern bool consent_cross_statement_cache;
 
 extern void consent_cache_init(void);
+
+/* Under preload: shared memory, requested and set up (consent.c). */
+extern void consent_cache_shmem_request(void);
+extern void consent_cache_shmem_startup(void);
 extern CallSite *consent_callsite(FunctionCallInfo fcinfo);
 extern ResolvedPurpose *consent_callsite_resolve(CallSite *cs, Datum *keys, int n);
 extern bool consent_callsite_check(CallSite *cs, ConsentSubject *subj,

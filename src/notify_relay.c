@@ -139,10 +139,6 @@ typedef struct RelayShared
 } RelayShared;
 
 static RelayShared *relay_shared = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size
 relay_header_size(void)
@@ -159,8 +155,9 @@ relay_shmem_size(void)
 							 consent_notify_relays));
 }
 
-static void
-relay_shmem_request_space(void)
+/* Under shared_preload_libraries (consent.c): the shared memory we need. */
+void
+consent_relay_shmem_request(void)
 {
 	if (consent_notify_relays == 0)
 		return;
@@ -168,23 +165,12 @@ relay_shmem_request_space(void)
 	RequestNamedLWLockTranche("consent_notify_relay", 1);
 }
 
-#if PG_VERSION_NUM >= 150000
-static void
-relay_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	relay_shmem_request_space();
-}
-#endif
-
-static void
-relay_shmem_startup(void)
+/* ... and its set-up, from the shmem_startup_hook (consent.c). */
+void
+consent_relay_shmem_startup(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 	if (consent_notify_relays == 0)
 		return;
 
@@ -793,14 +779,4 @@ consent_notify_relay_init(void)
 							PGC_POSTMASTER,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
-
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = relay_shmem_request;
-#else
-	/* before PostgreSQL 15, requests are made from _PG_init itself */
-	relay_shmem_request_space();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = relay_shmem_startup;
 }

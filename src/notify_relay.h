@@ -23,7 +23,11 @@ extern void consent_notify_at_commit(const char *payload);
 /* Background worker entry point (looked up by name by the postmaster). */
 extern PGDLLEXPORT void consent_notify_relay_main(Datum main_arg);
 
-/* Defines the settings and callbacks; under preload also the shared memory. */
+/* Defines the callbacks; under preload also the settings. */
 extern void consent_notify_relay_init(void);
+
+/* Under preload: shared memory, requested and set up (consent.c). */
+extern void consent_relay_shmem_request(void);
+extern void consent_relay_shmem_startup(void);
 
 #endif							/* CONSENT_NOTIFY_RELAY_H */

@@ -254,35 +254,20 @@ typedef struct SweeperShared
 } SweeperShared;
 
 static SweeperShared *sweeper_shared = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static void
-sweeper_shmem_request_space(void)
+/* Under shared_preload_libraries (consent.c): the shared memory we need. */
+void
+consent_sweeper_shmem_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SweeperShared)));
 	RequestNamedLWLockTranche("consent_sweeper", 1);
 }
 
-#if PG_VERSION_NUM >= 150000
-static void
-sweeper_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	sweeper_shmem_request_space();
-}
-#endif
-
-static void
-sweeper_shmem_startup(void)
+/* ... and its set-up, from the shmem_startup_hook (consent.c). */
+void
+consent_sweeper_shmem_startup(void)
 {
 	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	sweeper_shared = ShmemInitStruct("consent sweeper", sizeof(SweeperShared), &found);
@@ -2411,16 +2396,6 @@ consent_sweeper_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = sweeper_shmem_request;
-#else
-	/* before PostgreSQL 15, requests are made from _PG_init itself */
-	sweeper_shmem_request_space();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = sweeper_shmem_startup;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -31,4 +31,8 @@ extern PGDLLEXPORT void consent_sweep_helper_main(Datum main_arg);
 /* Defines the settings; under shared_preload_libraries also the launcher. */
 extern void consent_sweeper_init(void);
 
+/* Under preload: shared memory, requested and set up (consent.c). */
+extern void consent_sweeper_shmem_request(void);
+extern void consent_sweeper_shmem_startup(void);
+
 #endif							/* CONSENT_SWEEPER_H */
