@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * record.c
- *		The single writer of consent.records: consent.apply_choice(), behind
- *		grant, deny, confirm, withdraw and withdraw_all.
+ *		The single writer of consent.records: consent.grant, deny, confirm
+ *		and withdraw (C entry points, for text, bigint and uuid subjects),
+ *		and consent.apply_choice() behind withdraw_all.
  *
  * One call validates one choice and stores it:
  *
@@ -73,6 +74,10 @@
 #include "consent.h"
 
 PG_FUNCTION_INFO_V1(consent_apply_choice);
+PG_FUNCTION_INFO_V1(consent_grant);
+PG_FUNCTION_INFO_V1(consent_deny);
+PG_FUNCTION_INFO_V1(consent_confirm);
+PG_FUNCTION_INFO_V1(consent_withdraw);
 PG_FUNCTION_INFO_V1(consent_purpose_has_children);
 
 typedef enum ChoiceAction
@@ -955,6 +960,55 @@ record_choice(const Choice *c)
 }
 
 /*
+ * The subject argument "argno" as text: bigint and uuid subjects (the
+ * overloads of the recording functions) map to their canonical text form,
+ * as subject::text does.
+ */
+static void
+subject_arg(FunctionCallInfo fcinfo, int argno, Choice *c)
+{
+	Oid			type;
+
+	c->subject_null = PG_ARGISNULL(argno);
+	if (c->subject_null)
+		return;
+	type = get_fn_expr_argtype(fcinfo->flinfo, argno);
+	if (type == INT8OID)
+		c->subject = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(int8out,
+																			 PG_GETARG_DATUM(argno))));
+	else if (type == UUIDOID)
+		c->subject = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(uuid_out,
+																			 PG_GETARG_DATUM(argno))));
+	else
+		c->subject = PG_GETARG_DATUM(argno);
+}
+
+/*
+ * Fill a Choice from the arguments of a recording function, at the
+ * positions given (-1: the function has no such argument, NULL).
+ */
+static void
+choice_args(FunctionCallInfo fcinfo, Choice *c, ChoiceAction action, const char *action_name,
+			int subject, int purpose, int notice, int method, int source,
+			int expires_at, int evidence, int reason)
+{
+	memset(c, 0, sizeof(*c));
+	c->action = action;
+	c->action_name = action_name;
+	subject_arg(fcinfo, subject, c);
+	c->purpose = PG_ARGISNULL(purpose) ? NULL : PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(purpose));
+	c->notice = (notice < 0 || PG_ARGISNULL(notice)) ? NULL : PG_GETARG_TEXT_PP(notice);
+	c->method = (method < 0 || PG_ARGISNULL(method)) ? NULL : PG_GETARG_TEXT_PP(method);
+	c->source_null = (source < 0 || PG_ARGISNULL(source));
+	c->source = c->source_null ? (Datum) 0 : PG_GETARG_DATUM(source);
+	c->expires_null = (expires_at < 0 || PG_ARGISNULL(expires_at));
+	c->expires_at = c->expires_null ? 0 : PG_GETARG_TIMESTAMPTZ(expires_at);
+	c->evidence = (evidence < 0 || PG_ARGISNULL(evidence)) ? NULL : PG_GETARG_JSONB_P(evidence);
+	c->reason_null = (reason < 0 || PG_ARGISNULL(reason));
+	c->reason = c->reason_null ? (Datum) 0 : PG_GETARG_DATUM(reason);
+}
+
+/*
  * consent.apply_choice(action, subject, purpose, notice, method, source,
  *						expires_at, evidence, reason) RETURNS consent.status
  *
@@ -965,38 +1019,132 @@ Datum
 consent_apply_choice(PG_FUNCTION_ARGS)
 {
 	Choice		c;
+	ChoiceAction action = CA_UNKNOWN;
+	const char *action_name = "<NULL>";
 
-	memset(&c, 0, sizeof(c));
-	c.action = CA_UNKNOWN;
-	c.action_name = "<NULL>";
 	if (!PG_ARGISNULL(0))
 	{
-		c.action_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-		if (strcmp(c.action_name, "grant") == 0)
-			c.action = CA_GRANT;
-		else if (strcmp(c.action_name, "deny") == 0)
-			c.action = CA_DENY;
-		else if (strcmp(c.action_name, "withdraw") == 0)
-			c.action = CA_WITHDRAW;
-		else if (strcmp(c.action_name, "confirm") == 0)
-			c.action = CA_CONFIRM;
-		else if (strcmp(c.action_name, "expire") == 0)
-			c.action = CA_EXPIRE;
+		action_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		if (strcmp(action_name, "grant") == 0)
+			action = CA_GRANT;
+		else if (strcmp(action_name, "deny") == 0)
+			action = CA_DENY;
+		else if (strcmp(action_name, "withdraw") == 0)
+			action = CA_WITHDRAW;
+		else if (strcmp(action_name, "confirm") == 0)
+			action = CA_CONFIRM;
+		else if (strcmp(action_name, "expire") == 0)
+			action = CA_EXPIRE;
 	}
-	c.subject_null = PG_ARGISNULL(1);
-	c.subject = c.subject_null ? (Datum) 0 : PG_GETARG_DATUM(1);
-	c.purpose = PG_ARGISNULL(2) ? NULL : PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(2));
-	c.notice = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	c.method = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
-	c.source_null = PG_ARGISNULL(5);
-	c.source = c.source_null ? (Datum) 0 : PG_GETARG_DATUM(5);
-	c.expires_null = PG_ARGISNULL(6);
-	c.expires_at = c.expires_null ? 0 : PG_GETARG_TIMESTAMPTZ(6);
-	c.evidence = PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7);
-	c.reason_null = PG_ARGISNULL(8);
-	c.reason = c.reason_null ? (Datum) 0 : PG_GETARG_DATUM(8);
-
+	choice_args(fcinfo, &c, action, action_name, 1, 2, 3, 4, 5, 6, 7, 8);
 	PG_RETURN_OID(record_choice(&c));
+}
+
+/*
+ * The public recording functions, each SECURITY DEFINER with a pinned
+ * search_path (see 35_recording.sql), for text, bigint and uuid subjects.
+ * Their defaults (method 'api', ...) come from the SQL declarations.
+ *
+ * consent.grant(subject, purpose, notice, method, source, expires_at, evidence)
+ */
+Datum
+consent_grant(PG_FUNCTION_ARGS)
+{
+	Choice		c;
+
+	choice_args(fcinfo, &c, CA_GRANT, "grant", 0, 1, 2, 3, 4, 5, 6, -1);
+	PG_RETURN_OID(record_choice(&c));
+}
+
+/* consent.deny(subject, purpose, notice, method, source, evidence) */
+Datum
+consent_deny(PG_FUNCTION_ARGS)
+{
+	Choice		c;
+
+	choice_args(fcinfo, &c, CA_DENY, "deny", 0, 1, 2, 3, 4, -1, 5, -1);
+	PG_RETURN_OID(record_choice(&c));
+}
+
+/* consent.confirm(subject, purpose, method, source, evidence) */
+Datum
+consent_confirm(PG_FUNCTION_ARGS)
+{
+	Choice		c;
+
+	choice_args(fcinfo, &c, CA_CONFIRM, "confirm", 0, 1, -1, 2, 3, -1, 4, -1);
+	PG_RETURN_OID(record_choice(&c));
+}
+
+/*
+ * consent.withdraw(subject, purpose, reason, method)
+ *
+ * Withdrawing a purpose withdraws what was given for its descendants too,
+ * each recorded on its own (in key order), so that no narrower grant
+ * survives.  Only a purpose with children can have descendants: one index
+ * probe saves the query for every other purpose.
+ */
+Datum
+consent_withdraw(PG_FUNCTION_ARGS)
+{
+	Choice		c;
+	Oid			status;
+	Relation	purposes;
+	bool		has_children;
+
+	choice_args(fcinfo, &c, CA_WITHDRAW, "withdraw", 0, 1, -1, 3, -1, -1, -1, 2);
+	status = record_choice(&c);
+
+	record_meta_load();
+	purposes = table_open(meta.purposes, AccessShareLock);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	has_children = purpose_has_children(purposes, GetActiveSnapshot(), c.purpose);
+	PopActiveSnapshot();
+	table_close(purposes, AccessShareLock);
+
+	if (has_children)
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		Datum		values[2] = {c.subject, PointerGetDatum(c.purpose)};
+		uint64		n;
+		Datum	   *keys;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		saved_plan(&plan,
+				   "SELECT p.key::pg_catalog.text FROM consent.records r"
+				   "  JOIN consent.purposes p ON p.id OPERATOR(pg_catalog.=) r.purpose_id"
+				   " WHERE r.subject OPERATOR(pg_catalog.=) $1"
+				   "   AND p.key OPERATOR(consent.<@) $2::consent.purpose_key"
+				   "   AND p.key OPERATOR(consent.<>) $2::consent.purpose_key"
+				   "   AND r.status::pg_catalog.text OPERATOR(pg_catalog.=) ANY ('{granted,pending}')"
+				   "   AND p.legal_basis::pg_catalog.text OPERATOR(pg_catalog.=)"
+				   "       ANY ('{consent,explicit_consent,legitimate_interests}')"
+				   " ORDER BY p.key",
+				   2, argtypes);
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the descendant records");
+		n = SPI_processed;
+		keys = palloc(sizeof(Datum) * Max(n, 1));
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			Datum		k = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+			keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(k));
+		}
+		SPI_finish();
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			Choice		d = c;
+
+			d.purpose = (struct varlena *) DatumGetPointer(keys[i]);
+			(void) record_choice(&d);
+		}
+	}
+	PG_RETURN_OID(status);
 }
 
 /*

@@ -72,11 +72,12 @@ COMMENT ON FUNCTION consent.check_subject(text) IS
 	'Internal: raise unless subject is a non-empty text of at most 256 bytes';
 
 --
--- The one writer of consent.records, in C (src/record.c).  Every public
--- recording function is a thin wrapper around it, so that validation,
--- locking and the effective time are the same for all of them.  Not
--- callable by PUBLIC, not SECURITY DEFINER: it runs with its callers'
--- rights and pinned search_path, and qualifies every object it names.
+-- The one writer of consent.records, in C (src/record.c).  grant, deny,
+-- confirm and withdraw are C entry points of the same code, and
+-- withdraw_all calls this function, so that validation, locking and the
+-- effective time are the same for all of them.  Not callable by PUBLIC,
+-- not SECURITY DEFINER: it runs with its callers' rights and pinned
+-- search_path, and qualifies every object it names.
 -- Not STRICT: it checks each argument itself, with the errors listed in
 -- docs/errors.md (a NULL where a value is required is 22004).
 --

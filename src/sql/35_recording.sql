@@ -1,9 +1,11 @@
 --
 -- Public recording API.  Each function is SECURITY DEFINER with a pinned
 -- search_path, qualifies every object, and returns the stored status.
--- PL/pgSQL rather than SQL even for one-line wrappers: a non-inlined SQL
--- function is planned again in every statement that calls it, a PL/pgSQL
--- one once per session.
+-- grant, deny, confirm and withdraw are C entry points of the one writer
+-- (src/record.c), for text, bigint and uuid subjects (bigint and uuid map
+-- to their text form): no PL/pgSQL frame per call.  Not STRICT: a NULL
+-- where a value is required has its own error (22004).  withdraw_all stays
+-- PL/pgSQL: it runs a query and is not on a hot path.
 --
 
 CREATE FUNCTION consent.grant(
@@ -15,13 +17,9 @@ CREATE FUNCTION consent.grant(
 	expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN consent.apply_choice('grant', subject, purpose, notice, method, source, expires_at, evidence, NULL);
-END
-$$;
+AS 'MODULE_PATHNAME', 'consent_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION consent.grant(text, consent.purpose_key, text, text, text, timestamptz, jsonb) IS
 	'Record that a person grants consent to a purpose; pending when the purpose requires confirmation';
 
@@ -33,13 +31,9 @@ CREATE FUNCTION consent.deny(
 	source text DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN consent.apply_choice('deny', subject, purpose, notice, method, source, NULL, evidence, NULL);
-END
-$$;
+AS 'MODULE_PATHNAME', 'consent_deny'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION consent.deny(text, consent.purpose_key, text, text, text, jsonb) IS
 	'Record that a person refuses a purpose (or objects to it, for legitimate interests)';
 
@@ -50,13 +44,9 @@ CREATE FUNCTION consent.confirm(
 	source text DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
 RETURNS consent.status
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN consent.apply_choice('confirm', subject, purpose, NULL, method, source, NULL, evidence, NULL);
-END
-$$;
+AS 'MODULE_PATHNAME', 'consent_confirm'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION consent.confirm(text, consent.purpose_key, text, text, jsonb) IS
 	'Confirm a pending grant (double opt-in); fails when nothing is pending';
 
@@ -66,36 +56,9 @@ CREATE FUNCTION consent.withdraw(
 	reason text DEFAULT NULL,
 	method text DEFAULT 'api')
 RETURNS consent.status
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	v_status consent.status;
-	d record;
-BEGIN
-	v_status := consent.apply_choice('withdraw', subject, purpose, NULL, method, NULL, NULL, NULL, reason);
-	-- Withdrawing a purpose withdraws what was given for its descendants too,
-	-- each recorded on its own, so that no narrower grant survives.  Only a
-	-- purpose with children can have descendants: one index probe saves the
-	-- query for every other purpose.
-	IF NOT consent.purpose_has_children(purpose) THEN
-		RETURN v_status;
-	END IF;
-	FOR d IN
-		SELECT p.key FROM consent.records r
-		  JOIN consent.purposes p ON p.id = r.purpose_id
-		 WHERE r.subject = withdraw.subject
-		   AND p.key OPERATOR(consent.<@) withdraw.purpose
-		   AND p.key OPERATOR(consent.<>) withdraw.purpose
-		   AND r.status IN ('granted', 'pending')
-		   AND p.legal_basis IN ('consent', 'explicit_consent', 'legitimate_interests')
-		 ORDER BY p.key
-	LOOP
-		PERFORM consent.apply_choice('withdraw', subject, d.key, NULL, method, NULL, NULL, NULL, reason);
-	END LOOP;
-	RETURN v_status;
-END
-$$;
+AS 'MODULE_PATHNAME', 'consent_withdraw'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION consent.withdraw(text, consent.purpose_key, text, text) IS
 	'Record a withdrawal (also where nothing was granted); withdraws grants for descendant purposes too';
 
@@ -133,37 +96,37 @@ COMMENT ON FUNCTION consent.withdraw_all(text, text) IS
 CREATE FUNCTION consent.grant(subject bigint, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('grant', subject::text, purpose, notice, method, source, expires_at, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.grant(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
 	evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('grant', subject::text, purpose, notice, method, source, expires_at, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.deny(subject bigint, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('deny', subject::text, purpose, notice, method, source, NULL, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_deny'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.deny(subject uuid, purpose consent.purpose_key, notice text DEFAULT NULL,
 	method text DEFAULT 'api', source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('deny', subject::text, purpose, notice, method, source, NULL, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_deny'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.confirm(subject bigint, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('confirm', subject::text, purpose, NULL, method, source, NULL, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_confirm'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.confirm(subject uuid, purpose consent.purpose_key, method text DEFAULT 'api',
 	source text DEFAULT NULL, evidence jsonb DEFAULT NULL)
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.apply_choice('confirm', subject::text, purpose, NULL, method, source, NULL, evidence, NULL); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_confirm'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.withdraw(subject bigint, purpose consent.purpose_key, reason text DEFAULT NULL,
 	method text DEFAULT 'api')
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.withdraw(subject::text, purpose, reason, method); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_withdraw'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.withdraw(subject uuid, purpose consent.purpose_key, reason text DEFAULT NULL,
 	method text DEFAULT 'api')
-RETURNS consent.status LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN consent.withdraw(subject::text, purpose, reason, method); END $$;
+RETURNS consent.status AS 'MODULE_PATHNAME', 'consent_withdraw'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION consent.withdraw_all(subject bigint, reason text DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN RETURN consent.withdraw_all(subject::text, reason); END $$;

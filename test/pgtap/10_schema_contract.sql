@@ -163,14 +163,15 @@ SELECT cmp_ok((SELECT count(*)::int FROM consent_c_functions), '>=', 30,
 
 -- STRICT, so that C code never sees a NULL it does not expect.  Exempt:
 -- trigger functions (no SQL arguments), functions without arguments, and
--- void functions; and the single writer, which checks every argument
--- itself because a NULL where a value is required has its own error
--- (sql/record_nulls.sql tests each one).
+-- void functions; and the single writer and its public entry points
+-- (grant, deny, confirm, withdraw, for each subject type), which check
+-- every argument themselves because a NULL where a value is required has
+-- its own error (sql/record_nulls.sql tests each one).
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM consent_c_functions
 		WHERE NOT proisstrict AND pronargs > 0
 		  AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype, 'void'::regtype)
-		  AND oid::regprocedure::text <> 'consent.apply_choice(text,text,consent.purpose_key,text,text,text,timestamp with time zone,jsonb,text)'
+		  AND proname NOT IN ('apply_choice', 'grant', 'deny', 'confirm', 'withdraw')
 		ORDER BY 1::text$$,
 	'every C function in consent with arguments is STRICT (triggers and void functions aside)');
 
@@ -185,6 +186,7 @@ SELECT is_empty(
 		  -- these write to the database, so PARALLEL UNSAFE is their true label
 		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)', 'consent.sweep()',
 											  'consent.apply_choice(text,text,consent.purpose_key,text,text,text,timestamp with time zone,jsonb,text)')
+		  AND proname NOT IN ('grant', 'deny', 'confirm', 'withdraw')
 		ORDER BY 1::text$$,
 	'every C function in consent declares its volatility and parallel safety');
 
