@@ -36,7 +36,12 @@ SELECT s AS stmt, t.*
 	$$SELECT consent.confirm(NULL::text, 'dbl')$$,
 	$$SELECT consent.confirm('a', NULL)$$,
 	$$SELECT consent.confirm('a', 'dbl', method => NULL)$$,
+	$$SELECT consent.deny(NULL::bigint, 'news')$$,
+	$$SELECT consent.confirm(NULL::bigint, 'dbl')$$,
+	$$SELECT consent.confirm(NULL::uuid, 'dbl')$$,
 	$$SELECT consent.withdraw(NULL::text, 'news')$$,
+	$$SELECT consent.withdraw(NULL::bigint, 'news')$$,
+	$$SELECT consent.withdraw(NULL::uuid, 'news')$$,
 	$$SELECT consent.withdraw(1::bigint, NULL)$$,
 	$$SELECT consent.withdraw('a', 'news', method => NULL)$$,
 	$$SELECT consent.withdraw_all(NULL::text)$$,
@@ -169,8 +174,11 @@ DROP EXTENSION consent CASCADE;
 RESET client_min_messages;
 CREATE EXTENSION consent;
 SELECT consent.define_purpose('news', 'Newsletter');
+SELECT consent.define_purpose('news.weekly', 'Weekly digest');
 SELECT consent.grant('again', 'news'), consent.withdraw('again', 'news'), consent.grant('again', 'news');
-SELECT subject, status FROM consent.records;
+-- withdraw's saved cascade plan, planned before the DROP, runs again
+SELECT consent.grant('again', 'news.weekly'), consent.withdraw('again', 'news');
+SELECT subject, purpose_id, status FROM consent.records ORDER BY purpose_id;
 -- the triggers' per-backend catalog caches followed too: an outbox row and
 -- an audit event per call, with the new tables
 SELECT (SELECT count(*) FROM consent.outbox WHERE subject = 'again') AS outbox_rows,

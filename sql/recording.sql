@@ -278,5 +278,20 @@ SELECT purpose, allowed, status, reason
 SELECT purpose, allowed, status, reason FROM consent.decisions(-9007199254740993)
  WHERE purpose = 'newsletter';
 
+-- A withdrawal that cascades to many descendants: 17,000 keys, more than
+-- fit in the memory the cascade's query used (its list must outlive it).
+SELECT consent.define_purpose('bulk', 'Bulk parent') > 0 AS defined;
+SELECT count(consent.define_purpose(('bulk.c' || lpad(g::text, 5, '0'))::consent.purpose_key, 'child'))
+  FROM generate_series(1, 17000) g;
+SELECT count(consent.grant('bulk-1', ('bulk.c' || lpad(g::text, 5, '0'))::consent.purpose_key))
+  FROM generate_series(1, 17000) g;
+SELECT consent.withdraw('bulk-1', 'bulk', 'all of it');
+SELECT status, reason, count(*) FROM consent.records WHERE subject = 'bulk-1' GROUP BY 1, 2;
+-- one event each, in key order
+SELECT count(*) AS events,
+	   bool_and(purpose = 'bulk.c' || lpad((id - first_id)::text, 5, '0')) AS in_key_order
+  FROM (SELECT id, purpose, min(id) OVER () - 1 AS first_id FROM consent.audit_events
+		 WHERE subject = 'bulk-1' AND action = 'withdraw' AND purpose LIKE 'bulk.%') e;
+
 \c :origdb
 DROP DATABASE regress_consent_recording WITH (FORCE);

@@ -160,6 +160,7 @@ static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr confirm_lock_plan = NULL;
 static SPIPlanPtr confirm_superseded_plan = NULL;
 static SPIPlanPtr confirm_update_plan = NULL;
+static SPIPlanPtr descendants_plan = NULL;	/* withdraw's cascade */
 
 static Oid	record_choice(const Choice *c);
 
@@ -962,21 +963,34 @@ record_choice(const Choice *c)
 /*
  * The subject argument "argno" as text: bigint and uuid subjects (the
  * overloads of the recording functions) map to their canonical text form,
- * as subject::text does.
+ * as subject::text does.  The type is the one declared in the catalog (not
+ * read off the call expression, which a caller from C may not supply),
+ * looked up once per call site.
  */
 static void
 subject_arg(FunctionCallInfo fcinfo, int argno, Choice *c)
 {
-	Oid			type;
+	Oid		   *type = (Oid *) fcinfo->flinfo->fn_extra;
 
 	c->subject_null = PG_ARGISNULL(argno);
 	if (c->subject_null)
 		return;
-	type = get_fn_expr_argtype(fcinfo->flinfo, argno);
-	if (type == INT8OID)
+	if (type == NULL)
+	{
+		Oid		   *argtypes;
+		int			nargs;
+
+		(void) get_func_signature(fcinfo->flinfo->fn_oid, &argtypes, &nargs);
+		if (argno >= nargs)
+			elog(ERROR, "function %u has no argument %d", fcinfo->flinfo->fn_oid, argno + 1);
+		type = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+		*type = argtypes[argno];
+		fcinfo->flinfo->fn_extra = type;
+	}
+	if (*type == INT8OID)
 		c->subject = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(int8out,
 																			 PG_GETARG_DATUM(argno))));
-	else if (type == UUIDOID)
+	else if (*type == UUIDOID)
 		c->subject = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(uuid_out,
 																			 PG_GETARG_DATUM(argno))));
 	else
@@ -1104,7 +1118,7 @@ consent_withdraw(PG_FUNCTION_ARGS)
 
 	if (has_children)
 	{
-		static SPIPlanPtr plan = NULL;
+		MemoryContext caller = CurrentMemoryContext;
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
 		Datum		values[2] = {c.subject, PointerGetDatum(c.purpose)};
 		uint64		n;
@@ -1112,7 +1126,7 @@ consent_withdraw(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		saved_plan(&plan,
+		saved_plan(&descendants_plan,
 				   "SELECT p.key::pg_catalog.text FROM consent.records r"
 				   "  JOIN consent.purposes p ON p.id OPERATOR(pg_catalog.=) r.purpose_id"
 				   " WHERE r.subject OPERATOR(pg_catalog.=) $1"
@@ -1123,16 +1137,20 @@ consent_withdraw(PG_FUNCTION_ARGS)
 				   "       ANY ('{consent,explicit_consent,legitimate_interests}')"
 				   " ORDER BY p.key",
 				   2, argtypes);
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(descendants_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the descendant records");
+
+		/* copied into the caller's context: SPI_finish frees SPI's */
 		n = SPI_processed;
-		keys = palloc(sizeof(Datum) * Max(n, 1));
+		keys = MemoryContextAlloc(caller, sizeof(Datum) * Max(n, 1));
 		for (uint64 i = 0; i < n; i++)
 		{
 			bool		isnull;
 			Datum		k = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			MemoryContext spi = MemoryContextSwitchTo(caller);
 
 			keys[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(k));
+			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
 

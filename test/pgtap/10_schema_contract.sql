@@ -161,6 +161,23 @@ CREATE TEMP VIEW consent_c_functions AS
 SELECT cmp_ok((SELECT count(*)::int FROM consent_c_functions), '>=', 30,
 			  'the catalog query finds the C functions');
 
+-- The single writer and its public entry points, by signature.
+CREATE TEMP TABLE writer_functions AS
+	SELECT s::regprocedure AS oid FROM unnest(ARRAY[
+		'consent.apply_choice(text,text,consent.purpose_key,text,text,text,timestamp with time zone,jsonb,text)',
+		'consent."grant"(text,consent.purpose_key,text,text,text,timestamp with time zone,jsonb)',
+		'consent."grant"(bigint,consent.purpose_key,text,text,text,timestamp with time zone,jsonb)',
+		'consent."grant"(uuid,consent.purpose_key,text,text,text,timestamp with time zone,jsonb)',
+		'consent.deny(text,consent.purpose_key,text,text,text,jsonb)',
+		'consent.deny(bigint,consent.purpose_key,text,text,text,jsonb)',
+		'consent.deny(uuid,consent.purpose_key,text,text,text,jsonb)',
+		'consent.confirm(text,consent.purpose_key,text,text,jsonb)',
+		'consent.confirm(bigint,consent.purpose_key,text,text,jsonb)',
+		'consent.confirm(uuid,consent.purpose_key,text,text,jsonb)',
+		'consent.withdraw(text,consent.purpose_key,text,text)',
+		'consent.withdraw(bigint,consent.purpose_key,text,text)',
+		'consent.withdraw(uuid,consent.purpose_key,text,text)']) s;
+
 -- STRICT, so that C code never sees a NULL it does not expect.  Exempt:
 -- trigger functions (no SQL arguments), functions without arguments, and
 -- void functions; and the single writer and its public entry points
@@ -171,7 +188,7 @@ SELECT is_empty(
 	$$SELECT oid::regprocedure FROM consent_c_functions
 		WHERE NOT proisstrict AND pronargs > 0
 		  AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype, 'void'::regtype)
-		  AND proname NOT IN ('apply_choice', 'grant', 'deny', 'confirm', 'withdraw')
+		  AND oid NOT IN (SELECT oid FROM writer_functions)
 		ORDER BY 1::text$$,
 	'every C function in consent with arguments is STRICT (triggers and void functions aside)');
 
@@ -184,9 +201,8 @@ SELECT is_empty(
 		WHERE provolatile = 'v' AND proparallel = 'u'
 		  AND prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
 		  -- these write to the database, so PARALLEL UNSAFE is their true label
-		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)', 'consent.sweep()',
-											  'consent.apply_choice(text,text,consent.purpose_key,text,text,text,timestamp with time zone,jsonb,text)')
-		  AND proname NOT IN ('grant', 'deny', 'confirm', 'withdraw')
+		  AND oid::regprocedure::text NOT IN ('consent.seal()', 'consent.audit_erase(text,text)', 'consent.sweep()')
+		  AND oid NOT IN (SELECT oid FROM writer_functions)
 		ORDER BY 1::text$$,
 	'every C function in consent declares its volatility and parallel safety');
 
