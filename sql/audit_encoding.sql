@@ -142,6 +142,27 @@ SELECT count(*) AS seals,
 
 SELECT ok, events_checked, seals_checked FROM consent.verify_audit();
 
+-- The seal finds the chains' last events in one pass with a hash table
+-- when the range fits in maintenance_work_mem, and by sorting when it does
+-- not: one root either way.  (0, 10,000,000] needs about 2 GB to go the
+-- first way, more than 1 MB allows.
+SET maintenance_work_mem = '2GB';
+CREATE TEMP TABLE seal_in_memory AS
+	SELECT * FROM consent.audit_seal_root(0, 10000000, '\x00'::bytea);
+SET maintenance_work_mem = '1MB';
+CREATE TEMP TABLE seal_sorted AS
+	SELECT * FROM consent.audit_seal_root(0, 10000000, '\x00'::bytea);
+RESET maintenance_work_mem;
+SELECT m.heads, m.events, m.events = (SELECT count(*) FROM consent.audit_events) AS every_event,
+	   m.root = s.root AND m.heads = s.heads AND m.events = s.events AS same_root,
+	   m.root = sha256('consent.seal.v1'::bytea || '\x00'::bytea || '\x00'::bytea
+			|| int8send(0) || int8send(10000000) || int8send(m.events)
+			|| (SELECT string_agg(int8send(h.id) || h.hash, ''::bytea ORDER BY h.id)
+				  FROM (SELECT DISTINCT ON (coalesce(e.subject, '')) e.id, e.hash
+						  FROM consent.audit_events e
+						 ORDER BY coalesce(e.subject, ''), e.id DESC) h)) AS as_documented
+  FROM seal_in_memory m, seal_sorted s;
+
 SET client_min_messages = warning;
 DROP EXTENSION consent CASCADE;
 CREATE EXTENSION consent;

@@ -49,6 +49,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "common/sha2.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -212,6 +213,7 @@ typedef struct AuditMeta
 				purposes_pkey,
 				notices_kvl,
 				events,
+				events_pkey,
 				events_subject_idx,
 				events_seq,
 				chains;
@@ -303,6 +305,7 @@ audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		relid == meta.records || relid == meta.purposes ||
 		relid == meta.notices || relid == meta.events ||
 		relid == meta.chains || relid == meta.events_seq ||
+		relid == meta.events_pkey ||
 		relid == meta.purposes_pkey || relid == meta.notices_kvl ||
 		relid == meta.events_subject_idx)
 		meta_valid = false;
@@ -446,6 +449,7 @@ audit_meta(void)
 	m.purposes_pkey = consent_relid(nsp, "purposes_pkey");
 	m.notices_kvl = consent_relid(nsp, "notices_key_version_locale_key");
 	m.events = consent_relid(nsp, "audit_events");
+	m.events_pkey = consent_relid(nsp, "audit_events_pkey");
 	m.events_subject_idx = consent_relid(nsp, "audit_events_subject_idx");
 	m.events_seq = consent_relid(nsp, "audit_events_id_seq");
 	m.chains = consent_relid(nsp, "audit_chains");
@@ -1854,16 +1858,177 @@ consent_audit_event_hash(PG_FUNCTION_ARGS)
  * "consent.seal.v1\0", prev_root, be64(from), be64(upto), be64(events) and,
  * for each chain with events in the range, in id order of its last event
  * there, be64(id) and hash.  Fills root, heads and events.
+ *
+ * The chains' last events are found in one pass over the range in id
+ * order (audit_events_pkey), remembering the latest event of each chain in
+ * a hash table, when that table fits in maintenance_work_mem (at most
+ * SEAL_BYTES_PER_EVENT per id in the range: a seal of the sweeper's, every
+ * 50,000 expiries, always does).  A larger range is left to two queries
+ * whose sorts spill to disk: a count, and DISTINCT ON the chain.  Both
+ * give the same root (sql/audit_encoding.sql compares them).
  */
-static void
-seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, int64 *events)
+#define SEAL_BYTES_PER_EVENT	200
+
+typedef struct SealHead
 {
-	Sha256		ctx;
+	const char *chain;			/* the subject's bytes; "" for the registry */
+	int			len;
+	int64		id;				/* its last event in the range */
+	bytea	   *hash;			/* that event's hash (NULL if null) */
+} SealHead;
+
+static uint32
+seal_head_hash(const void *key, Size keysize pg_attribute_unused())
+{
+	const SealHead *h = (const SealHead *) key;
+
+	return hash_bytes((const unsigned char *) h->chain, h->len);
+}
+
+static int
+seal_head_match(const void *a, const void *b, Size keysize pg_attribute_unused())
+{
+	const SealHead *x = (const SealHead *) a;
+	const SealHead *y = (const SealHead *) b;
+
+	return (x->len == y->len && memcmp(x->chain, y->chain, x->len) == 0) ? 0 : 1;
+}
+
+static int
+seal_head_cmp(const void *a, const void *b)
+{
+	int64		x = (*(SealHead *const *) a)->id;
+	int64		y = (*(SealHead *const *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+static void
+seal_hash_head(Sha256 *ctx, int64 id, bytea *hash)
+{
+	uint64		be = pg_hton64((uint64) id);
+
+	sha_update(ctx, &be, 8);
+	if (hash != NULL)
+		sha_update(ctx, VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash));
+}
+
+/* What precedes the heads: the domain, the previous root, the range, the count. */
+static void
+seal_hash_header(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 events)
+{
+	uint64		be;
+
+	sha_update(ctx, SEAL_DOMAIN, sizeof(SEAL_DOMAIN));
+	sha_update(ctx, VARDATA_ANY(prev_root), VARSIZE_ANY_EXHDR(prev_root));
+	be = pg_hton64((uint64) from);
+	sha_update(ctx, &be, 8);
+	be = pg_hton64((uint64) upto);
+	sha_update(ctx, &be, 8);
+	be = pg_hton64((uint64) events);
+	sha_update(ctx, &be, 8);
+}
+
+/* The one-pass way: the heads in a hash table. */
+static void
+seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *heads, int64 *events)
+{
+	const AuditMeta *m = audit_meta();
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "consent seal",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Relation	rel = table_open(m->events, AccessShareLock);
+	Relation	idx = index_open(m->events_pkey, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	HASHCTL		hctl;
+	HTAB	   *table;
+	HASH_SEQ_STATUS seq;
+	SealHead  **list;
+	SealHead   *h;
+	int64		n = 0;
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(SealHead);
+	hctl.entrysize = sizeof(SealHead);
+	hctl.hash = seal_head_hash;
+	hctl.match = seal_head_match;
+	hctl.hcxt = cxt;
+	table = hash_create("consent seal heads", 1024, &hctl,
+						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(upto));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	*events = 0;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		SealHead	key;
+		bool		isnull;
+		bool		found;
+		Datum		subject = slot_getattr(slot, m->e_att[AF_SUBJECT], &isnull);
+		Datum		hash;
+
+		CHECK_FOR_INTERRUPTS();
+		if (isnull)
+		{
+			key.chain = "";
+			key.len = 0;
+		}
+		else
+		{
+			text	   *t = DatumGetTextPP(subject);
+
+			key.chain = VARDATA_ANY(t);
+			key.len = VARSIZE_ANY_EXHDR(t);
+		}
+		h = hash_search(table, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			char	   *copy = palloc(key.len + 1);
+
+			memcpy(copy, key.chain, key.len);
+			copy[key.len] = '\0';
+			h->chain = copy;
+			h->len = key.len;
+		}
+		else if (h->hash != NULL)
+			pfree(h->hash);
+		/* in id order: the latest event of the chain so far */
+		h->id = DatumGetInt64(slot_getattr(slot, m->e_att[AF_ID], &isnull));
+		hash = slot_getattr(slot, m->e_att[AF_HASH], &isnull);
+		h->hash = isnull ? NULL : DatumGetByteaPCopy(hash);
+		(*events)++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+
+	list = palloc(sizeof(SealHead *) * Max(hash_get_num_entries(table), 1));
+	hash_seq_init(&seq, table);
+	while ((h = hash_seq_search(&seq)) != NULL)
+		list[n++] = h;
+	qsort(list, n, sizeof(SealHead *), seal_head_cmp);
+	seal_hash_header(ctx, prev_root, from, upto, *events);
+	for (int64 i = 0; i < n; i++)
+		seal_hash_head(ctx, list[i]->id, list[i]->hash);
+	*heads = n;
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* The way for a range too large for memory: two queries (SPI connected). */
+static void
+seal_heads_sql(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *heads, int64 *events)
+{
 	Datum		args[2];
 	Oid			types[2] = {INT8OID, INT8OID};
 	Portal		portal;
 	SPIPlanPtr	plan;
-	uint64		be;
 	bool		isnull;
 
 	args[0] = Int64GetDatum(from);
@@ -1873,16 +2038,7 @@ seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, i
 							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count sealed events");
 	*events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	sha_init(&ctx);
-	sha_update(&ctx, SEAL_DOMAIN, sizeof(SEAL_DOMAIN));
-	sha_update(&ctx, VARDATA_ANY(prev_root), VARSIZE_ANY_EXHDR(prev_root));
-	be = pg_hton64((uint64) from);
-	sha_update(&ctx, &be, 8);
-	be = pg_hton64((uint64) upto);
-	sha_update(&ctx, &be, 8);
-	be = pg_hton64((uint64) *events);
-	sha_update(&ctx, &be, 8);
+	seal_hash_header(ctx, prev_root, from, upto, *events);
 
 	plan = SPI_prepare("SELECT h.id, h.hash FROM ("
 					   " SELECT DISTINCT ON (coalesce(e.subject, '')) e.id, e.hash"
@@ -1905,22 +2061,28 @@ seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, i
 			int64		id = DatumGetInt64(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull));
 			Datum		h = SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull);
 
-			be = pg_hton64((uint64) id);
-			sha_update(&ctx, &be, 8);
-			if (!isnull)
-			{
-				bytea	   *hb = DatumGetByteaPP(h);
-
-				sha_update(&ctx, VARDATA_ANY(hb), VARSIZE_ANY_EXHDR(hb));
-			}
+			seal_hash_head(ctx, id, isnull ? NULL : DatumGetByteaPP(h));
 			(*heads)++;
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
+}
+
+static void
+seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, int64 *events)
+{
+	Sha256		ctx;
+	int64		ids = upto - from;
+
+	sha_init(&ctx);
+	if (ids >= 0 && ids <= (int64) maintenance_work_mem * 1024 / SEAL_BYTES_PER_EVENT)
+		seal_heads_scan(&ctx, prev_root, from, upto, heads, events);
+	else
+		seal_heads_sql(&ctx, prev_root, from, upto, heads, events);
 	sha_final(&ctx, root);
-	}
+}
 
 /* consent.audit_seal_root(from_id, upto_id, prev_root, OUT root, OUT heads, OUT events) */
 Datum
