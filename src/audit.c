@@ -50,6 +50,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "common/sha2.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -1861,13 +1862,15 @@ consent_audit_event_hash(PG_FUNCTION_ARGS)
  *
  * The chains' last events are found in one pass over the range in id
  * order (audit_events_pkey), remembering the latest event of each chain in
- * a hash table, when that table fits in maintenance_work_mem (at most
- * SEAL_BYTES_PER_EVENT per id in the range: a seal of the sweeper's, every
- * 50,000 expiries, always does).  A larger range is left to two queries
- * whose sorts spill to disk: a count, and DISTINCT ON the chain.  Both
- * give the same root (sql/audit_encoding.sql compares them).
+ * a hash table, as long as that table fits in maintenance_work_mem (a
+ * seal of the sweeper's, every 50,000 expiries, does: 100 to 700 bytes a
+ * chain, by the length of its subject).  Otherwise two queries whose sorts
+ * spill to disk: a count, and DISTINCT ON the chain; they are also used
+ * at once for a range of more than SEAL_MIN_BYTES_PER_ID per id, which
+ * could not fit.  Both give the same root (sql/audit_encoding.sql compares
+ * them).
  */
-#define SEAL_BYTES_PER_EVENT	200
+#define SEAL_MIN_BYTES_PER_ID	100
 
 typedef struct SealHead
 {
@@ -1929,8 +1932,11 @@ seal_hash_header(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 ev
 	sha_update(ctx, &be, 8);
 }
 
-/* The one-pass way: the heads in a hash table. */
-static void
+/*
+ * The one-pass way: the heads in a hash table.  False, having hashed
+ * nothing, when the table outgrows maintenance_work_mem.
+ */
+static bool
 seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *heads, int64 *events)
 {
 	const AuditMeta *m = audit_meta();
@@ -1948,6 +1954,8 @@ seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *he
 	SealHead  **list;
 	SealHead   *h;
 	int64		n = 0;
+	bool		fits = true;
+	Size		limit = (Size) maintenance_work_mem * 1024;
 
 	memset(&hctl, 0, sizeof(hctl));
 	hctl.keysize = sizeof(SealHead);
@@ -1972,6 +1980,11 @@ seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *he
 		Datum		hash;
 
 		CHECK_FOR_INTERRUPTS();
+		if ((*events & 1023) == 0 && MemoryContextMemAllocated(cxt, true) > limit)
+		{
+			fits = false;
+			break;
+		}
 		if (isnull)
 		{
 			key.chain = "";
@@ -2004,10 +2017,17 @@ seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *he
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	if (!fits)
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return false;
+	}
 
-	list = palloc(sizeof(SealHead *) * Max(hash_get_num_entries(table), 1));
+	list = palloc_extended(sizeof(SealHead *) * Max(hash_get_num_entries(table), 1),
+						   MCXT_ALLOC_HUGE);
 	hash_seq_init(&seq, table);
 	while ((h = hash_seq_search(&seq)) != NULL)
 		list[n++] = h;
@@ -2019,6 +2039,7 @@ seal_heads_scan(Sha256 *ctx, bytea *prev_root, int64 from, int64 upto, int64 *he
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+	return true;
 }
 
 /* The way for a range too large for memory: two queries (SPI connected). */
@@ -2074,12 +2095,14 @@ static void
 seal_root(int64 from, int64 upto, bytea *prev_root, uint8 *root, int64 *heads, int64 *events)
 {
 	Sha256		ctx;
-	int64		ids = upto - from;
+	int64		ids;
+	bool		done = false;
 
 	sha_init(&ctx);
-	if (ids >= 0 && ids <= (int64) maintenance_work_mem * 1024 / SEAL_BYTES_PER_EVENT)
-		seal_heads_scan(&ctx, prev_root, from, upto, heads, events);
-	else
+	if (!pg_sub_s64_overflow(upto, from, &ids) &&
+		ids <= (int64) maintenance_work_mem * 1024 / SEAL_MIN_BYTES_PER_ID)
+		done = seal_heads_scan(&ctx, prev_root, from, upto, heads, events);
+	if (!done)
 		seal_heads_sql(&ctx, prev_root, from, upto, heads, events);
 	sha_final(&ctx, root);
 }
