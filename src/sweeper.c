@@ -463,6 +463,8 @@ typedef struct Sweep
 	int			can_seal;		/* consent.seal() exists: 1, no: -1, unknown: 0 */
 	int64		sealed_at;		/* expiries (helpers' too) at the last seal */
 	int			helpers;		/* sweeper: helpers it registered */
+	long		own_part_ms;	/* sweeper: its own part(s) of the expiry step */
+	long		waited_ms;		/* sweeper: then waiting for its helpers */
 } Sweep;
 
 /*
@@ -861,6 +863,8 @@ expire_step(Sweep *sw)
 	int			workers = consent_sweep_workers;
 	BackgroundWorkerHandle **handles;
 	TimestampTz after = DT_NOBEGIN;
+	TimestampTz start;
+	TimestampTz own_end;
 	int			seen;
 	int			k;
 	bool		ok = true;
@@ -890,11 +894,15 @@ expire_step(Sweep *sw)
 		sw->helpers++;
 	}
 
+	start = GetCurrentTimestamp();
 	ok = expire_part(sw, workers, 0);
 	for (int i = sw->helpers + 1; i < workers && ok; i++)
 		ok = expire_part(sw, workers, i);
+	own_end = GetCurrentTimestamp();
+	sw->own_part_ms = TimestampDifferenceMilliseconds(start, own_end);
 
 	ok = wait_helpers(sw, handles, ok);
+	sw->waited_ms = TimestampDifferenceMilliseconds(own_end, GetCurrentTimestamp());
 	helper_handles = NULL;
 	helper_handles_n = 0;
 	pfree(handles);
@@ -1202,9 +1210,9 @@ consent_sweeper_main(Datum main_arg)
 				(errmsg("consent sweeper: database \"%s\": %lld records expired, %lld warnings sent, %lld outbox rows pruned in %ld ms",
 						dbname, (long long) (sw.expired + helped), (long long) sw.warned, (long long) sw.pruned,
 						TimestampDifferenceMilliseconds(start, GetCurrentTimestamp())),
-				 errdetail_plural("%d sweep helper expired %lld of the records.",
-								  "%d sweep helpers expired %lld of the records.",
-								  sw.helpers, sw.helpers, (long long) helped)));
+				 errdetail_plural("%d sweep helper expired %lld of the records; the sweeper's own part took %ld ms, then it waited %ld ms for its helper.",
+								  "%d sweep helpers expired %lld of the records; the sweeper's own part took %ld ms, then it waited %ld ms for its helpers.",
+								  sw.helpers, sw.helpers, (long long) helped, sw.own_part_ms, sw.waited_ms)));
 	else
 		ereport(sw.expired + sw.warned + sw.pruned > 0 ? LOG : DEBUG1,
 				(errmsg("consent sweeper: database \"%s\": %lld records expired, %lld warnings sent, %lld outbox rows pruned in %ld ms",
