@@ -137,8 +137,6 @@ SELECT consent.grant('w', 'news.email.weekly');
 SELECT consent.withdraw('w', 'news', 'tree');
 SELECT p.key, r.status, r.reason FROM consent.records r JOIN consent.purposes p ON p.id = r.purpose_id
  WHERE r.subject = 'w' ORDER BY p.key;
-SELECT consent.purpose_has_children('news') AS news, consent.purpose_has_children('news.email.weekly') AS weekly,
-	   consent.purpose_has_children(NULL) IS NULL AS null_is_null;
 
 -- The actor: consent.actor when set, else the session user.
 SET consent.actor = 'agent:9';

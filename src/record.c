@@ -36,7 +36,7 @@
  * the purpose's heap page, no MultiXact when writers run concurrently.
  *
  * consent.withdraw also withdraws what was given for the purpose's
- * descendants; consent.purpose_has_children() (one probe of the index on
+ * descendants; purpose_has_children() (one probe of the index on
  * parent_key) lets it skip that query for a purpose without children.
  *
  * The saved plans take only built-in types as parameters (the status as
@@ -78,7 +78,6 @@ PG_FUNCTION_INFO_V1(consent_grant);
 PG_FUNCTION_INFO_V1(consent_deny);
 PG_FUNCTION_INFO_V1(consent_confirm);
 PG_FUNCTION_INFO_V1(consent_withdraw);
-PG_FUNCTION_INFO_V1(consent_purpose_has_children);
 
 typedef enum ChoiceAction
 {
@@ -1163,25 +1162,4 @@ consent_withdraw(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_OID(status);
-}
-
-/*
- * consent.purpose_has_children(purpose) RETURNS boolean
- *
- * Whether any purpose has this one as its parent, under the active
- * snapshot: one probe of the index on parent_key.  consent.withdraw looks
- * for descendant records to withdraw only when it is true.
- */
-Datum
-consent_purpose_has_children(PG_FUNCTION_ARGS)
-{
-	struct varlena *key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
-	Relation	purposes;
-	bool		result;
-
-	record_meta_load();
-	purposes = table_open(meta.purposes, AccessShareLock);
-	result = purpose_has_children(purposes, GetActiveSnapshot(), key);
-	table_close(purposes, AccessShareLock);
-	PG_RETURN_BOOL(result);
 }

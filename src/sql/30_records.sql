@@ -96,12 +96,3 @@ RETURNS consent.status
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION consent.apply_choice(text, text, consent.purpose_key, text, text, text, timestamptz, jsonb, text) IS
 	'Internal: validate and store one choice; the single writer behind grant, deny, withdraw, confirm';
-
--- Whether a purpose has children: consent.withdraw looks for descendant
--- records only then.
-CREATE FUNCTION consent.purpose_has_children(purpose consent.purpose_key)
-RETURNS boolean
-	AS 'MODULE_PATHNAME', 'consent_purpose_has_children'
-	LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION consent.purpose_has_children(consent.purpose_key) IS
-	'Internal: does any purpose have this one as its parent?';
