@@ -95,4 +95,4 @@ RETURNS consent.status
 	AS 'MODULE_PATHNAME', 'consent_apply_choice'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION consent.apply_choice(text, text, consent.purpose_key, text, text, text, timestamptz, jsonb, text) IS
-	'Internal: validate and store one choice; the single writer behind grant, deny, withdraw, confirm';
+	'Internal: validate and store one choice; the single writer (grant, deny, confirm and withdraw are its C entry points), called by withdraw_all';
