@@ -341,30 +341,49 @@ slot_sweep_begin(bool worker, bool *first)
 	return i;
 }
 
+/*
+ * This database's status slot "i", with the lock held in "mode"; NULL
+ * (and no lock held) when there is none or it now belongs to another
+ * database.  The caller releases sweeper_shared->lock.
+ */
+static SweeperSlot *
+slot_lock(int i, LWLockMode mode)
+{
+	if (i < 0 || sweeper_shared == NULL)
+		return NULL;
+	LWLockAcquire(sweeper_shared->lock, mode);
+	if (sweeper_shared->slots[i].datid == MyDatabaseId)
+		return &sweeper_shared->slots[i];
+	LWLockRelease(sweeper_shared->lock);
+	return NULL;
+}
+
+static void
+slot_set_error(SweeperSlot *s, const char *error, TimestampTz at)
+{
+	strlcpy(s->last_error, error, SWEEPER_ERROR_LEN);
+	s->last_error_at = at;
+}
+
 /* Add one batch's counts ("helped": expired by a helper). */
 static void
 slot_add(int i, int64 expired, int64 warned, int64 pruned, double batch_ms,
 		 bool helped)
 {
-	SweeperSlot *s;
+	SweeperSlot *s = slot_lock(i, LW_EXCLUSIVE);
 
-	if (i < 0 || sweeper_shared == NULL)
+	if (s == NULL)
 		return;
-	LWLockAcquire(sweeper_shared->lock, LW_EXCLUSIVE);
-	s = &sweeper_shared->slots[i];
-	if (s->datid == MyDatabaseId)
-	{
-		s->expired += expired;
-		s->warned += warned;
-		s->pruned += pruned;
-		s->last_expired += expired;
-		s->last_warned += warned;
-		s->last_pruned += pruned;
-		if (helped)
-			s->last_helped += expired;
-		if (batch_ms > s->longest_batch_ms)
-			s->longest_batch_ms = batch_ms;
-	}
+	s->expired += expired;
+	s->warned += warned;
+	s->pruned += pruned;
+	s->last_expired += expired;
+	s->last_warned += warned;
+	s->last_pruned += pruned;
+	if (helped)
+		s->last_helped += expired;
+	if (batch_ms > s->longest_batch_ms)
+		s->longest_batch_ms = batch_ms;
 	LWLockRelease(sweeper_shared->lock);
 }
 
@@ -372,25 +391,17 @@ slot_add(int i, int64 expired, int64 warned, int64 pruned, double batch_ms,
 static void
 slot_sweep_end(int i, bool finished, const char *error)
 {
-	SweeperSlot *s;
+	SweeperSlot *s = slot_lock(i, LW_EXCLUSIVE);
 
-	if (i < 0 || sweeper_shared == NULL)
+	if (s == NULL)
 		return;
-	LWLockAcquire(sweeper_shared->lock, LW_EXCLUSIVE);
-	s = &sweeper_shared->slots[i];
-	if (s->datid == MyDatabaseId)
-	{
-		if (s->pid == MyProcPid)
-			s->pid = 0;
-		s->last_end = GetCurrentTimestamp();
-		if (finished)
-			s->sweeps++;
-		if (error != NULL)
-		{
-			strlcpy(s->last_error, error, SWEEPER_ERROR_LEN);
-			s->last_error_at = s->last_end;
-		}
-	}
+	if (s->pid == MyProcPid)
+		s->pid = 0;
+	s->last_end = GetCurrentTimestamp();
+	if (finished)
+		s->sweeps++;
+	if (error != NULL)
+		slot_set_error(s, error, s->last_end);
 	LWLockRelease(sweeper_shared->lock);
 }
 
@@ -398,17 +409,11 @@ slot_sweep_end(int i, bool finished, const char *error)
 static void
 slot_note_error(int i, const char *error)
 {
-	SweeperSlot *s;
+	SweeperSlot *s = slot_lock(i, LW_EXCLUSIVE);
 
-	if (i < 0 || sweeper_shared == NULL)
+	if (s == NULL)
 		return;
-	LWLockAcquire(sweeper_shared->lock, LW_EXCLUSIVE);
-	s = &sweeper_shared->slots[i];
-	if (s->datid == MyDatabaseId)
-	{
-		strlcpy(s->last_error, error, SWEEPER_ERROR_LEN);
-		s->last_error_at = GetCurrentTimestamp();
-	}
+	slot_set_error(s, error, GetCurrentTimestamp());
 	LWLockRelease(sweeper_shared->lock);
 }
 
@@ -416,13 +421,12 @@ slot_note_error(int i, const char *error)
 static int64
 slot_helped(int i)
 {
-	int64		helped = 0;
+	SweeperSlot *s = slot_lock(i, LW_SHARED);
+	int64		helped;
 
-	if (i < 0 || sweeper_shared == NULL)
+	if (s == NULL)
 		return 0;
-	LWLockAcquire(sweeper_shared->lock, LW_SHARED);
-	if (sweeper_shared->slots[i].datid == MyDatabaseId)
-		helped = sweeper_shared->slots[i].last_helped;
+	helped = s->last_helped;
 	LWLockRelease(sweeper_shared->lock);
 	return helped;
 }
