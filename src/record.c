@@ -14,13 +14,19 @@
  *	   consent.notices' unique index on (key, version, locale), which also
  *	   answers whether the notice covers the purpose and whether a material
  *	   version supersedes it;
- *	 - the record is written by one saved plan (INSERT ... ON CONFLICT DO
- *	   UPDATE, or UPDATE for a confirmation), executed through SPI once per
- *	   call.  Being an ordinary statement, it fires every trigger of
- *	   consent.records as any other writer does (note_write per statement
- *	   and per row, the audit and outbox triggers), checks the foreign key
- *	   and CHECK constraints, and resolves concurrent upserts of one
- *	   (subject, purpose) the way the executor always does.
+ *	 - the record is written as INSERT ... ON CONFLICT (subject,
+ *	   purpose_id) DO UPDATE writes it: store_direct() takes the executor's
+ *	   steps itself (statement and row triggers, CHECK constraints prepared
+ *	   once per backend, speculative insertion, lock and update of an
+ *	   existing row, the foreign key and the audit and outbox triggers
+ *	   fired as AFTER triggers), without planning the statement or starting
+ *	   an executor for it; where the table or the caller needs more
+ *	   (another column, forced row security, a caller that does not own
+ *	   the table) the statement itself runs, as a saved plan through SPI.
+ *	   A confirmation is one saved UPDATE.  Either way every trigger of
+ *	   consent.records fires as for any other writer, and concurrent
+ *	   upserts of one (subject, purpose) resolve as the executor resolves
+ *	   them.
  *
  * Retire vs. record.  consent.retire_purpose() locks consent.purposes in
  * EXCLUSIVE mode; the writer opens it in ROW SHARE mode, which conflicts
@@ -49,17 +55,23 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/sysattr.h"
 #include "access/skey.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -68,7 +80,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "consent.h"
@@ -154,6 +168,54 @@ typedef struct RecordMeta
 static RecordMeta meta;
 static bool callback_registered = false;
 
+/* The columns of consent.records the writer sets, in table order. */
+typedef enum RecordColumn
+{
+	RC_SUBJECT,
+	RC_PURPOSE_ID,
+	RC_STATUS,
+	RC_EFFECTIVE_AT,
+	RC_EXPIRES_AT,
+	RC_NOTICE_KEY,
+	RC_NOTICE_VERSION,
+	RC_METHOD,
+	RC_SOURCE,
+	RC_ACTOR,
+	RC_REASON,
+	RC_EVIDENCE,
+	RC_RECORDED_AT,
+	RC_NCOLUMNS
+} RecordColumn;
+
+static const char *const record_column_names[RC_NCOLUMNS] = {
+	"subject", "purpose_id", "status", "effective_at", "expires_at",
+	"notice_key", "notice_version", "method", "source", "actor", "reason",
+	"evidence", "recorded_at"
+};
+
+/*
+ * What the direct writer (below) keeps per backend: the column map, the
+ * primary key, and the table's CHECK constraints ready to evaluate.
+ * Planning those constraints again for every statement was about a twelfth
+ * of a recording call's CPU.  Reset by the relcache callback when
+ * consent.records changes (columns, constraints, indexes, triggers); a
+ * replaced context lives on until the end of the transaction, in case a
+ * call in progress still uses it.
+ */
+typedef struct RecordWriterCache
+{
+	bool		valid;
+	Oid			relid;
+	MemoryContext cxt;
+	AttrNumber	att[RC_NCOLUMNS];
+	Oid			pkey;
+	int			ncheck;
+	ExprState **checks;
+} RecordWriterCache;
+
+static RecordWriterCache writer;		/* zeroed: not valid */
+static int	writer_depth = 0;		/* calls of store_direct in progress */
+
 /* Saved plans, kept for the life of the backend (see the file header). */
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr confirm_lock_plan = NULL;
@@ -171,6 +233,8 @@ static Oid	record_choice(const Choice *c);
 static void
 record_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
+	if (relid == InvalidOid || relid == writer.relid)
+		writer.valid = false;
 	if (!meta.valid)
 		return;
 	if (relid == InvalidOid || relid == meta.records ||
@@ -178,6 +242,18 @@ record_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		relid == meta.purposes_key_idx || relid == meta.purposes_parent_idx ||
 		relid == meta.notices_key_idx)
 		meta.valid = false;
+}
+
+/*
+ * Functions, types and operators a CHECK constraint uses may change
+ * without a relcache invalidation of consent.records; the plan cache
+ * resets its plans on the same events.
+ */
+static void
+record_syscache_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+						 uint32 hashvalue pg_attribute_unused())
+{
+	writer.valid = false;
 }
 
 static void
@@ -192,6 +268,11 @@ record_meta_load(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(record_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, record_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, record_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, record_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(OPEROID, record_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AMOPOPID, record_syscache_callback, (Datum) 0);
 		callback_registered = true;
 	}
 
@@ -722,9 +803,435 @@ confirm_record(const Choice *c, const PurposeRow *p, const char *purpose_str,
 	SPI_finish();
 }
 
+/* ----------------------------------------------------------------
+ * Storing the record
+ * ----------------------------------------------------------------
+ */
+
+/* One new record: every column the writer sets. */
+typedef struct NewRecord
+{
+	Datum		values[RC_NCOLUMNS];
+	bool		isnull[RC_NCOLUMNS];
+} NewRecord;
+
+#if PG_VERSION_NUM < 160000
+/* The type each column must have for the direct writer. */
+static Oid
+record_column_type(int col, Oid status_type)
+{
+	switch (col)
+	{
+		case RC_PURPOSE_ID:
+		case RC_NOTICE_VERSION:
+			return INT4OID;
+		case RC_STATUS:
+			return status_type;
+		case RC_EFFECTIVE_AT:
+		case RC_EXPIRES_AT:
+		case RC_RECORDED_AT:
+			return TIMESTAMPTZOID;
+		case RC_EVIDENCE:
+			return JSONBOID;
+		default:
+			return TEXTOID;
+	}
+}
+
+/*
+ * Can the direct writer store into "rel" exactly as the INSERT ... ON
+ * CONFLICT statement would?  Fills the cache; NULL when it can, else why
+ * the statement is needed.
+ */
+static const char *
+writer_applies(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *trig = rel->trigdesc;
+	MemoryContext cxt;
+	int			live = 0;
+	bool		all_known = true;
+	Oid			status_type;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+		return "the table is not a plain table";
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
+		return "row security applies to the caller";
+	if (trig != NULL &&
+		(trig->trig_insert_new_table || trig->trig_update_old_table ||
+		 trig->trig_update_new_table))
+		return "a trigger uses transition tables";
+	if (desc->constr != NULL && desc->constr->has_generated_stored)
+		return "the table has generated columns";
+
+	if (writer.valid && writer.relid == RelationGetRelid(rel) &&
+		writer.ncheck == (desc->constr ? desc->constr->num_check : 0))
+		return OidIsValid(writer.pkey) ? NULL : "the table's columns or primary key changed";
+
+	/* (Re)build; a replaced context goes when the transaction ends. */
+	cxt = AllocSetContextCreate(TopMemoryContext, "consent record writer",
+								ALLOCSET_SMALL_SIZES);
+	if (writer.cxt != NULL)
+		MemoryContextSetParent(writer.cxt, TopTransactionContext);
+	writer.cxt = cxt;
+	writer.valid = false;
+	writer.relid = RelationGetRelid(rel);
+	writer.pkey = InvalidOid;
+	writer.ncheck = 0;
+	writer.checks = NULL;
+
+	/*
+	 * Exactly the columns this writer sets, with their types (no typmod, no
+	 * domain, the C collation for subject): any other column would miss its
+	 * default, any other type its input checks.
+	 */
+	status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								  CStringGetDatum("status"),
+								  ObjectIdGetDatum(RelationGetNamespace(rel)));
+	for (int i = 0; i < RC_NCOLUMNS; i++)
+		writer.att[i] = InvalidAttrNumber;
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		bool		known = false;
+
+		if (att->attisdropped)
+			continue;
+		live++;
+		for (int i = 0; i < RC_NCOLUMNS && !known; i++)
+			if (strcmp(NameStr(att->attname), record_column_names[i]) == 0)
+			{
+				known = (att->atttypid == record_column_type(i, status_type) &&
+						 att->atttypmod == -1 &&
+						 (i != RC_SUBJECT || att->attcollation == C_COLLATION_OID));
+				writer.att[i] = att->attnum;
+			}
+		all_known &= known;
+	}
+
+	/* the arbiter: the primary key on (subject, purpose_id) */
+	if (all_known && live == RC_NCOLUMNS && OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+	{
+		Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+
+		if (pk->rd_index->indnkeyatts == 2 &&
+			pk->rd_index->indkey.values[0] == writer.att[RC_SUBJECT] &&
+			pk->rd_index->indkey.values[1] == writer.att[RC_PURPOSE_ID] &&
+			pk->rd_index->indisunique && pk->rd_index->indimmediate &&
+			pk->rd_index->indisvalid && RelationGetIndexPredicate(pk) == NIL)
+			writer.pkey = RelationGetRelid(pk);
+		index_close(pk, AccessShareLock);
+	}
+	if (OidIsValid(writer.pkey))
+	{
+		MemoryContext old = MemoryContextSwitchTo(writer.cxt);
+		ConstrCheck *check = desc->constr ? desc->constr->check : NULL;
+
+		writer.ncheck = desc->constr ? desc->constr->num_check : 0;
+		writer.checks = palloc0(sizeof(ExprState *) * Max(writer.ncheck, 1));
+		/* as ExecRelCheck prepares them for each statement */
+		for (int i = 0; i < writer.ncheck; i++)
+			writer.checks[i] = ExecInitExpr(expression_planner((Expr *) stringToNode(check[i].ccbin)),
+											NULL);
+		MemoryContextSwitchTo(old);
+	}
+	writer.valid = true;
+	return OidIsValid(writer.pkey) ? NULL : "the table's columns or primary key changed";
+}
+
+/*
+ * The update of a locked row by the proposed one: ExecUpdate's steps, with
+ * the statement's command id.
+ */
+static void
+update_locked(EState *estate, ResultRelInfo *rri, EPQState *epq,
+			  TupleTableSlot *existing, TupleTableSlot *slot)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	ItemPointerData tid = existing->tts_tid;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	TM_Result	res;
+	List	   *recheck = NIL;
+
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_update_before_row &&
+		!ExecBRUpdateTriggers(estate, epq, rri, &tid, NULL, slot, NULL))
+		return;					/* a trigger said "do nothing" */
+	ExecConstraints(rri, slot, estate);
+	res = table_tuple_update(rel, &tid, slot, estate->es_output_cid,
+							 estate->es_snapshot, estate->es_crosscheck_snapshot,
+							 true, &tmfd, &lockmode, &update_indexes);
+	switch (res)
+	{
+		case TM_Ok:
+			break;
+		case TM_SelfModified:
+			if (tmfd.cmax != estate->es_output_cid)
+				ereport(ERROR,
+						(errcode(ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION),
+						 errmsg("tuple to be updated was already modified by an operation triggered by the current command"),
+						 errhint("Consider using an AFTER trigger instead of a BEFORE trigger to propagate changes to other rows.")));
+			return;				/* already updated by this command */
+		default:
+			/* the row is locked: no other transaction can have changed it */
+			elog(ERROR, "unexpected table_tuple_update status: %u", res);
+	}
+	if (rri->ri_NumIndices > 0 && update_indexes)
+		recheck = ExecInsertIndexTuples(rri, slot, estate, true, false, NULL, NIL);
+	ExecARUpdateTriggers(estate, rri, NULL, NULL, &tid, NULL, slot, recheck, NULL, false);
+	list_free(recheck);
+}
+
+/*
+ * The ON CONFLICT loop of ExecInsert: insert the proposed row, or update
+ * the row with its key, whichever the race with concurrent writers allows.
+ */
+static void
+insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbiter,
+				 TupleTableSlot *slot, TupleTableSlot *existing)
+{
+	Relation	rel = rri->ri_RelationDesc;
+
+	for (;;)
+	{
+		ItemPointerData conflict;
+		bool		spec_conflict = false;
+		uint32		token;
+		List	   *recheck;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict, arbiter))
+		{
+			/* ExecOnConflictUpdate: lock the existing row, then update it */
+			TM_FailureData tmfd;
+			TM_Result	res;
+			bool		isnull;
+
+			res = table_tuple_lock(rel, &conflict, estate->es_snapshot, existing,
+								   estate->es_output_cid, ExecUpdateLockMode(estate, rri),
+								   LockWaitBlock, 0, &tmfd);
+			switch (res)
+			{
+				case TM_Ok:
+					break;
+				case TM_Invisible:
+					if (TransactionIdIsCurrentTransactionId(DatumGetTransactionId(slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull))))
+						ereport(ERROR,
+								(errcode(ERRCODE_CARDINALITY_VIOLATION),
+								 errmsg("ON CONFLICT DO UPDATE command cannot affect row a second time"),
+								 errhint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values.")));
+					elog(ERROR, "attempted to lock invisible tuple");
+					break;
+				case TM_SelfModified:
+					elog(ERROR, "unexpected self-updated tuple");
+					break;
+				case TM_Updated:
+				case TM_Deleted:
+					if (IsolationUsesXactSnapshot())
+						ereport(ERROR,
+								(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+								 errmsg("could not serialize access due to concurrent %s",
+										res == TM_Updated ? "update" : "delete")));
+					ExecClearTuple(existing);
+					continue;	/* from the start, as the executor does */
+				default:
+					elog(ERROR, "unrecognized table_tuple_lock status: %u", res);
+			}
+
+			/* ExecCheckTupleVisible */
+			if (IsolationUsesXactSnapshot() &&
+				!table_tuple_satisfies_snapshot(rel, existing, estate->es_snapshot) &&
+				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull))))
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+
+			/*
+			 * The new version: the key columns are equal (C collation, so
+			 * byte for byte) and every other column comes from the proposed
+			 * row, so the proposed row is the update.
+			 */
+			update_locked(estate, rri, epq, existing, slot);
+			ExecClearTuple(existing);
+			return;
+		}
+
+		/* no conflict: a speculative insertion */
+		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+		recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict, arbiter);
+		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		if (!spec_conflict)
+		{
+			ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
+			list_free(recheck);
+			return;
+		}
+		list_free(recheck);		/* again: the check now finds the other row */
+	}
+}
+#endif							/* PG_VERSION_NUM < 160000 */
+
+/*
+ * Store the record directly: what INSERT ... ON CONFLICT (subject,
+ * purpose_id) DO UPDATE SET <every other column> = EXCLUDED.<column> does,
+ * step for step (execMain.c's start-up checks, nodeModifyTable.c's
+ * ExecInsert, ExecOnConflictUpdate and ExecUpdate), without parsing,
+ * planning or starting an executor: the privilege checks (and their hook),
+ * statement triggers before and after, BEFORE INSERT row triggers, the
+ * CHECK constraints, a speculative insertion that waits for concurrent
+ * inserters of the same key, and on a conflict the lock of the existing
+ * row and its update.  AFTER row triggers (audit, outbox, foreign key) are
+ * queued and fired at the end, as at the end of a statement.  Returns
+ * false, having done nothing, where writer_applies() says the statement is
+ * needed.
+ *
+ * PostgreSQL 16 changed the interfaces used here (permission info of the
+ * range table, EvalPlanQualInit, ExecInsertIndexTuples); there the
+ * statement is always used.
+ */
+static bool
+store_direct(const NewRecord *nr)
+{
+#if PG_VERSION_NUM < 160000
+	Relation	rel = table_open(meta.records, RowExclusiveLock);
+	const char *why_not = writer_applies(rel);
+	EState	   *estate;
+	MemoryContext old;
+	RangeTblEntry *rte;
+	List	   *rtable;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	TupleTableSlot *existing;
+	EPQState	epqstate;
+	TupleDesc	desc = RelationGetDescr(rel);
+	ListCell   *lc;
+
+	if (why_not != NULL)
+	{
+		elog(DEBUG1, "consent: storing the record through SPI: %s", why_not);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	/* what the executor checks of any INSERT (ExecCheckXactReadOnly) */
+	if (XactReadOnly)
+		PreventCommandIfReadOnly("INSERT");
+	PreventCommandIfParallelMode("INSERT");
+
+	/* as SPI runs a statement: a fresh snapshot, a new command */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	CommandCounterIncrement();
+	UpdateActiveSnapshotCommandId();
+
+	estate = CreateExecutorState();
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	/*
+	 * The range table entry the statement would have: privileges to check
+	 * (INSERT and UPDATE, SELECT of the arbiter's columns) and the column
+	 * sets the trigger code reads.
+	 */
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT | ACL_UPDATE | ACL_SELECT;
+	rte->checkAsUser = InvalidOid;
+	for (int i = 0; i < RC_NCOLUMNS; i++)
+	{
+		int			col = writer.att[i] - FirstLowInvalidHeapAttributeNumber;
+
+		if (i != RC_RECORDED_AT)	/* the statement leaves it to its default */
+			rte->insertedCols = bms_add_member(rte->insertedCols, col);
+		if (i == RC_SUBJECT || i == RC_PURPOSE_ID)
+			rte->selectedCols = bms_add_member(rte->selectedCols, col);
+		else
+			rte->updatedCols = bms_add_member(rte->updatedCols, col);
+	}
+	rtable = list_make1(rte);
+	ExecCheckRTPerms(rtable, true);
+	ExecInitRangeTable(estate, rtable);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	/* CheckValidResultRel, for an INSERT with ON CONFLICT DO UPDATE */
+	CheckCmdReplicaIdentity(rel, CMD_INSERT);
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	/* found there by ExecGetTriggerResultRel when AFTER triggers fire */
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	ExecOpenIndices(rri, true);
+
+	/*
+	 * The prepared CHECK constraints, unless a call in progress (this one's
+	 * caller, from a trigger or a constraint) may be evaluating them: an
+	 * expression state is not reentrant.
+	 */
+	if (writer_depth == 0)
+		rri->ri_ConstraintExprs = writer.checks;
+	EvalPlanQualInit(&epqstate, estate, NULL, NIL, -1);
+
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	existing = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	MemoryContextSwitchTo(old);
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+	for (int i = 0; i < RC_NCOLUMNS; i++)
+	{
+		slot->tts_values[writer.att[i] - 1] = nr->values[i];
+		slot->tts_isnull[writer.att[i] - 1] = nr->isnull[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	slot->tts_tableOid = RelationGetRelid(rel);
+
+	writer_depth++;
+	PG_TRY();
+	{
+		AfterTriggerBeginQuery();
+		ExecBSInsertTriggers(estate, rri);
+		ExecBSUpdateTriggers(estate, rri);
+		if (!(rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+			  !ExecBRInsertTriggers(estate, rri, slot)))	/* not "do nothing" */
+		{
+			ExecConstraints(rri, slot, estate);
+			insert_or_update(estate, rri, &epqstate, list_make1_oid(writer.pkey),
+							 slot, existing);
+		}
+		ExecASUpdateTriggers(estate, rri, NULL);
+		ExecASInsertTriggers(estate, rri, NULL);
+		AfterTriggerEndQuery(estate);
+	}
+	PG_FINALLY();
+	{
+		writer_depth--;
+	}
+	PG_END_TRY();
+
+	/* relations the AFTER triggers' events opened (none expected) */
+	foreach(lc, estate->es_trig_target_relations)
+		table_close(((ResultRelInfo *) lfirst(lc))->ri_RelationDesc, NoLock);
+	EvalPlanQualEnd(&epqstate);
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+
+	CommandCounterIncrement();
+	PopActiveSnapshot();
+	table_close(rel, NoLock);
+	return true;
+#else
+	return false;
+#endif
+}
+
 /* Insert or overwrite the (subject, purpose) record. */
 static void
-upsert_record(const Choice *c, const PurposeRow *p, const char *status,
+upsert_record(const Choice *c, const PurposeRow *p, Oid status, const char *status_name,
 			  bool has_expiry, TimestampTz expires_at, const NoticeInfo *ni,
 			  const char *actor)
 {
@@ -733,31 +1240,43 @@ upsert_record(const Choice *c, const PurposeRow *p, const char *status,
 	Datum		values[11];
 	char		nulls[11];
 	SPIPlanPtr	plan;
+	NewRecord	nr;
 
+	memset(nr.isnull, false, sizeof(nr.isnull));
+	nr.values[RC_SUBJECT] = c->subject;
+	nr.values[RC_PURPOSE_ID] = Int32GetDatum(p->id);
+	nr.values[RC_STATUS] = ObjectIdGetDatum(status);
+	nr.values[RC_EFFECTIVE_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nr.values[RC_EXPIRES_AT] = TimestampTzGetDatum(expires_at);
+	nr.isnull[RC_EXPIRES_AT] = !has_expiry;
+	nr.values[RC_NOTICE_KEY] = ni ? CStringGetTextDatum(ni->key) : (Datum) 0;
+	nr.values[RC_NOTICE_VERSION] = ni ? Int32GetDatum(ni->version) : (Datum) 0;
+	nr.isnull[RC_NOTICE_KEY] = nr.isnull[RC_NOTICE_VERSION] = (ni == NULL);
+	nr.values[RC_METHOD] = PointerGetDatum(c->method);
+	nr.values[RC_SOURCE] = c->source;
+	nr.isnull[RC_SOURCE] = c->source_null;
+	nr.values[RC_ACTOR] = CStringGetTextDatum(actor);
+	nr.values[RC_REASON] = c->reason;
+	nr.isnull[RC_REASON] = c->reason_null;
+	nr.values[RC_EVIDENCE] = c->evidence ? JsonbPGetDatum(c->evidence) : (Datum) 0;
+	nr.isnull[RC_EVIDENCE] = (c->evidence == NULL);
+	nr.values[RC_RECORDED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	if (store_direct(&nr))
+		return;
+
+	/* the general path: the same statement, through SPI */
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = c->subject;
-	values[1] = Int32GetDatum(p->id);
-	values[2] = CStringGetTextDatum(status);
-	values[3] = TimestampTzGetDatum(expires_at);
-	nulls[3] = has_expiry ? ' ' : 'n';
-	if (ni != NULL)
+	for (int i = RC_SUBJECT; i <= RC_EVIDENCE; i++)
 	{
-		values[4] = CStringGetTextDatum(ni->key);
-		values[5] = Int32GetDatum(ni->version);
+		int			arg = (i < RC_EFFECTIVE_AT) ? i : i - 1;	/* effective_at is now() */
+
+		if (i == RC_EFFECTIVE_AT)
+			continue;
+		values[arg] = nr.values[i];
+		nulls[arg] = nr.isnull[i] ? 'n' : ' ';
 	}
-	else
-	{
-		values[4] = values[5] = (Datum) 0;
-		nulls[4] = nulls[5] = 'n';
-	}
-	values[6] = PointerGetDatum(c->method);
-	values[7] = c->source;
-	nulls[7] = c->source_null ? 'n' : ' ';
-	values[8] = CStringGetTextDatum(actor);
-	values[9] = c->reason;
-	nulls[9] = c->reason_null ? 'n' : ' ';
-	values[10] = c->evidence ? JsonbPGetDatum(c->evidence) : (Datum) 0;
-	nulls[10] = c->evidence ? ' ' : 'n';
+	values[RC_STATUS] = CStringGetTextDatum(status_name);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -954,7 +1473,7 @@ record_choice(const Choice *c)
 	if (c->action == CA_CONFIRM)
 		confirm_record(c, &p, purpose_str, actor);
 	else
-		upsert_record(c, &p, status_name, has_expiry, expires_at,
+		upsert_record(c, &p, status, status_name, has_expiry, expires_at,
 					  has_notice ? &notice : NULL, actor);
 	return status;
 }
