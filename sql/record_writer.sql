@@ -190,6 +190,36 @@ SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.deny('k1', 'a
 SELECT status, source FROM consent.records WHERE subject = 'k1';
 DROP FUNCTION source_ok(text);
 
+-- Constraints whose expressions keep state between rows (a whole-row
+-- reference, a long IN list), over several calls of one session.
+ALTER TABLE consent.records
+	ADD CONSTRAINT whole_row CHECK (octet_length(records::text) < 2000),
+	ADD CONSTRAINT long_list CHECK (method IN ('api', 'web_form', 'paper', 'phone', 'email',
+											  'sms', 'kiosk', 'letter', 'import', 'app'));
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w1', 'ads')$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w2', 'ads', method => 'paper')$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w3', 'ads', method => 'fax')$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.deny('w1', 'ads', source => repeat('x', 3000))$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.deny('w1', 'ads', method => 'app')$$);
+ALTER TABLE consent.records DROP CONSTRAINT whole_row, DROP CONSTRAINT long_list;
+
+-- Another unique index on the key, or another default for recorded_at:
+-- the statement, which honours them.
+CREATE UNIQUE INDEX records_again ON consent.records (purpose_id, subject);
+SET client_min_messages = debug1;
+SELECT consent.grant('u1', 'ads');
+RESET client_min_messages;
+DROP INDEX consent.records_again;
+ALTER TABLE consent.records ALTER COLUMN recorded_at SET DEFAULT '2000-01-01 00:00+00';
+SET client_min_messages = debug1;
+SELECT consent.grant('u2', 'ads');
+RESET client_min_messages;
+SELECT recorded_at = '2000-01-01 00:00+00' AS default_used FROM consent.records WHERE subject = 'u2';
+ALTER TABLE consent.records ALTER COLUMN recorded_at SET DEFAULT pg_catalog.clock_timestamp();
+SET client_min_messages = debug1;
+SELECT consent.grant('u3', 'ads');
+RESET client_min_messages;
+
 -- A BEFORE UPDATE trigger that updates the row itself: the statement's
 -- error (27000), nothing stored.
 CREATE FUNCTION touch_row() RETURNS trigger LANGUAGE plpgsql AS $$

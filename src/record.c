@@ -215,6 +215,7 @@ typedef struct RecordWriterCache
 
 static RecordWriterCache writer;		/* zeroed: not valid */
 static int	writer_depth = 0;		/* calls of store_direct in progress */
+static uint64 writer_invals = 0;	/* invalidations seen, see writer_applies */
 
 /* Saved plans, kept for the life of the backend (see the file header). */
 static SPIPlanPtr upsert_plan = NULL;
@@ -234,7 +235,10 @@ static void
 record_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == writer.relid)
+	{
 		writer.valid = false;
+		writer_invals++;
+	}
 	if (!meta.valid)
 		return;
 	if (relid == InvalidOid || relid == meta.records ||
@@ -254,6 +258,7 @@ record_syscache_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribu
 						 uint32 hashvalue pg_attribute_unused())
 {
 	writer.valid = false;
+	writer_invals++;
 }
 
 static void
@@ -852,6 +857,9 @@ writer_applies(Relation rel)
 	int			live = 0;
 	bool		all_known = true;
 	Oid			status_type;
+	uint64		invals;
+	List	   *indexes;
+	ListCell   *lc;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
 		return "the table is not a plain table";
@@ -866,9 +874,14 @@ writer_applies(Relation rel)
 
 	if (writer.valid && writer.relid == RelationGetRelid(rel) &&
 		writer.ncheck == (desc->constr ? desc->constr->num_check : 0))
-		return OidIsValid(writer.pkey) ? NULL : "the table's columns or primary key changed";
+		return OidIsValid(writer.pkey) ? NULL : "the table's columns, indexes or defaults changed";
 
-	/* (Re)build; a replaced context goes when the transaction ends. */
+	/*
+	 * (Re)build; a replaced context goes when the transaction ends.  An
+	 * invalidation that arrives while building (catalog reads take locks)
+	 * leaves the new cache invalid, to be built again by the next call.
+	 */
+	invals = writer_invals;
 	cxt = AllocSetContextCreate(TopMemoryContext, "consent record writer",
 								ALLOCSET_SMALL_SIZES);
 	if (writer.cxt != NULL)
@@ -909,7 +922,37 @@ writer_applies(Relation rel)
 		all_known &= known;
 	}
 
-	/* the arbiter: the primary key on (subject, purpose_id) */
+	/*
+	 * recorded_at, which the statement leaves to its default, must default
+	 * to clock_timestamp(), the time this writer stores.
+	 */
+	if (all_known && live == RC_NCOLUMNS)
+	{
+		Node	   *def = NULL;
+
+		for (int i = 0; desc->constr && i < desc->constr->num_defval; i++)
+			if (desc->constr->defval[i].adnum == writer.att[RC_RECORDED_AT])
+				def = stringToNode(desc->constr->defval[i].adbin);
+		if (def == NULL || !IsA(def, FuncExpr) ||
+			((FuncExpr *) def)->funcid != F_CLOCK_TIMESTAMP)
+			all_known = false;
+	}
+
+	/*
+	 * The arbiter: the primary key on (subject, purpose_id), the only
+	 * unique index (the statement would take every unique index on those
+	 * columns as an arbiter, and fail on a conflict in any other).
+	 */
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (idx->rd_index->indisunique && lfirst_oid(lc) != RelationGetPrimaryKeyIndex(rel))
+			all_known = false;
+		index_close(idx, AccessShareLock);
+	}
+	list_free(indexes);
 	if (all_known && live == RC_NCOLUMNS && OidIsValid(RelationGetPrimaryKeyIndex(rel)))
 	{
 		Relation	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
@@ -935,8 +978,38 @@ writer_applies(Relation rel)
 											NULL);
 		MemoryContextSwitchTo(old);
 	}
-	writer.valid = true;
-	return OidIsValid(writer.pkey) ? NULL : "the table's columns or primary key changed";
+	writer.valid = (writer_invals == invals);
+	return OidIsValid(writer.pkey) ? NULL : "the table's columns, indexes or defaults changed";
+}
+
+/*
+ * ExecConstraints, with the CHECK expressions prepared once per backend
+ * when they are this call's: what they keep between evaluations in
+ * "per-query" memory (a whole-row reference's descriptor, the hash table
+ * of a long IN list) must live as long as they do, not as long as this
+ * call's executor state.
+ */
+static void
+check_constraints(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	MemoryContext query_memory = econtext->ecxt_per_query_memory;
+
+	if (rri->ri_ConstraintExprs != writer.checks || writer.checks == NULL)
+	{
+		ExecConstraints(rri, slot, estate);
+		return;
+	}
+	econtext->ecxt_per_query_memory = writer.cxt;
+	PG_TRY();
+	{
+		ExecConstraints(rri, slot, estate);
+	}
+	PG_FINALLY();
+	{
+		econtext->ecxt_per_query_memory = query_memory;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -958,7 +1031,7 @@ update_locked(EState *estate, ResultRelInfo *rri, EPQState *epq,
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_update_before_row &&
 		!ExecBRUpdateTriggers(estate, epq, rri, &tid, NULL, slot, NULL))
 		return;					/* a trigger said "do nothing" */
-	ExecConstraints(rri, slot, estate);
+	check_constraints(rri, slot, estate);
 	res = table_tuple_update(rel, &tid, slot, estate->es_output_cid,
 							 estate->es_snapshot, estate->es_crosscheck_snapshot,
 							 true, &tmfd, &lockmode, &update_indexes);
@@ -1106,6 +1179,7 @@ store_direct(const NewRecord *nr)
 	TupleTableSlot *slot;
 	TupleTableSlot *existing;
 	EPQState	epqstate;
+	List	   *arbiter;
 	TupleDesc	desc = RelationGetDescr(rel);
 	ListCell   *lc;
 
@@ -1159,9 +1233,14 @@ store_direct(const NewRecord *nr)
 	ExecInitRangeTable(estate, rtable);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	/* CheckValidResultRel, for an INSERT with ON CONFLICT DO UPDATE */
+	/*
+	 * CheckValidResultRel for an INSERT with ON CONFLICT DO UPDATE, which
+	 * checks the replica identity for the update too since 15.15.
+	 */
 	CheckCmdReplicaIdentity(rel, CMD_INSERT);
+#if PG_VERSION_NUM >= 150015
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+#endif
 	/* found there by ExecGetTriggerResultRel when AFTER triggers fire */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
 	ExecOpenIndices(rri, true);
@@ -1177,6 +1256,7 @@ store_direct(const NewRecord *nr)
 
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 	existing = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	arbiter = list_make1_oid(writer.pkey);
 	MemoryContextSwitchTo(old);
 
 	ExecClearTuple(slot);
@@ -1198,9 +1278,8 @@ store_direct(const NewRecord *nr)
 		if (!(rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
 			  !ExecBRInsertTriggers(estate, rri, slot)))	/* not "do nothing" */
 		{
-			ExecConstraints(rri, slot, estate);
-			insert_or_update(estate, rri, &epqstate, list_make1_oid(writer.pkey),
-							 slot, existing);
+			check_constraints(rri, slot, estate);
+			insert_or_update(estate, rri, &epqstate, arbiter, slot, existing);
 		}
 		ExecASUpdateTriggers(estate, rri, NULL);
 		ExecASInsertTriggers(estate, rri, NULL);
