@@ -196,11 +196,53 @@ ALTER TABLE consent.records
 	ADD CONSTRAINT whole_row CHECK (octet_length(records::text) < 2000),
 	ADD CONSTRAINT long_list CHECK (method IN ('api', 'web_form', 'paper', 'phone', 'email',
 											  'sms', 'kiosk', 'letter', 'import', 'app'));
+SET client_min_messages = debug1;
 SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w1', 'ads')$$);
 SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w2', 'ads', method => 'paper')$$);
 SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('w3', 'ads', method => 'fax')$$);
 SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.deny('w1', 'ads', source => repeat('x', 3000))$$);
 SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.deny('w1', 'ads', method => 'app')$$);
+RESET client_min_messages;
+
+-- A constraint violation caught by the caller, then more choices in the
+-- same transaction and the next: the failed evaluation is not reused.
+DO $$
+BEGIN
+	BEGIN
+		PERFORM consent.grant('caught', 'ads', method => 'fax');
+	EXCEPTION WHEN check_violation THEN
+		RAISE NOTICE 'caught: %', SQLERRM;
+	END;
+	PERFORM consent.grant('caught', 'ads', method => 'phone');
+	PERFORM consent.deny('caught', 'news', method => 'sms');
+END
+$$;
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.withdraw('caught', 'ads', method => 'fax')$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.withdraw('caught', 'ads', method => 'email')$$);
+SELECT p.key, r.status, r.method FROM consent.records r JOIN consent.purposes p ON p.id = r.purpose_id
+ WHERE r.subject = 'caught' ORDER BY 1;
+
+-- A choice recorded from a trigger of another choice (nested calls, the
+-- inner one with constraints of its own preparing) under the same checks.
+CREATE FUNCTION also_news() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.subject LIKE 'nest%' AND NEW.purpose_id <> (SELECT id FROM consent.purposes WHERE key::text = 'news') THEN
+		PERFORM consent.grant(NEW.subject, 'news', method => 'letter');
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER also_news AFTER INSERT ON consent.records FOR EACH ROW EXECUTE FUNCTION also_news();
+SET client_min_messages = debug1;
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('nest1', 'ads', method => 'app')$$);
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('nest2', 'ads', method => 'kiosk', source => repeat('x', 3000))$$);
+RESET client_min_messages;
+DROP TRIGGER also_news ON consent.records;
+DROP FUNCTION also_news();
+SELECT r.subject, p.key, r.status, r.method FROM consent.records r JOIN consent.purposes p ON p.id = r.purpose_id
+ WHERE r.subject LIKE 'nest%' ORDER BY 1, 2;
+SELECT e.subject, e.purpose, e.action, e.method FROM consent.audit_events e
+ WHERE e.subject LIKE 'nest%' ORDER BY e.id;
 ALTER TABLE consent.records DROP CONSTRAINT whole_row, DROP CONSTRAINT long_list;
 
 -- Another unique index on the key, or another default for recorded_at:
@@ -219,6 +261,13 @@ ALTER TABLE consent.records ALTER COLUMN recorded_at SET DEFAULT pg_catalog.cloc
 SET client_min_messages = debug1;
 SELECT consent.grant('u3', 'ads');
 RESET client_min_messages;
+
+-- A rule on the table: the statement, which refuses ON CONFLICT then.
+CREATE RULE note_insert AS ON INSERT TO consent.records DO ALSO NOTIFY records_changed;
+SET client_min_messages = debug1;
+SELECT state, message, unchanged FROM pg_temp.try($$SELECT consent.grant('ruled', 'ads')$$);
+RESET client_min_messages;
+DROP RULE note_insert ON consent.records;
 
 -- A BEFORE UPDATE trigger that updates the row itself: the statement's
 -- error (27000), nothing stored.

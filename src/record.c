@@ -20,9 +20,10 @@
  *	   once per backend, speculative insertion, lock and update of an
  *	   existing row, the foreign key and the audit and outbox triggers
  *	   fired as AFTER triggers), without planning the statement or starting
- *	   an executor for it; where the table or the caller needs more
- *	   (another column, forced row security, a caller that does not own
- *	   the table) the statement itself runs, as a saved plan through SPI.
+ *	   an executor for it; where the table or the caller needs more (see
+ *	   writer_prepare: another column or type, another unique index,
+ *	   rules, row security that applies to the caller, ...) the statement
+ *	   itself runs, as a saved plan through SPI.
  *	   A confirmation is one saved UPDATE.  Either way every trigger of
  *	   consent.records fires as for any other writer, and concurrent
  *	   upserts of one (subject, purpose) resolve as the executor resolves
@@ -48,7 +49,8 @@
  * The saved plans take only built-in types as parameters (the status as
  * text, cast in the query), so that the plan cache alone keeps them valid
  * when the extension is dropped and created again; the OIDs this file
- * caches are reset by a relcache callback.
+ * caches are reset by a relcache callback, the direct writer's CHECK
+ * expressions also by syscache callbacks.
  *
  *-------------------------------------------------------------------------
  */
@@ -195,12 +197,15 @@ static const char *const record_column_names[RC_NCOLUMNS] = {
 
 /*
  * What the direct writer (below) keeps per backend: the column map, the
- * primary key, and the table's CHECK constraints ready to evaluate.
- * Planning those constraints again for every statement was about a twelfth
- * of a recording call's CPU.  Reset by the relcache callback when
- * consent.records changes (columns, constraints, indexes, triggers); a
- * replaced context lives on until the end of the transaction, in case a
- * call in progress still uses it.
+ * primary key, and the table's CHECK constraints ready to evaluate (with
+ * the state they keep between evaluations).  Starting an executor and
+ * planning those constraints for every call took about a tenth of a
+ * recording call's CPU.  Reset by the relcache callback when
+ * consent.records changes (columns, constraints, indexes, triggers,
+ * rules), by syscache callbacks when functions, types, operators or
+ * schemas change (what the constraints call may have), and after an error
+ * while evaluating the constraints.  A context replaced while a call is in
+ * progress lives on until the end of the transaction.
  */
 typedef struct RecordWriterCache
 {
@@ -215,7 +220,7 @@ typedef struct RecordWriterCache
 
 static RecordWriterCache writer;		/* zeroed: not valid */
 static int	writer_depth = 0;		/* calls of store_direct in progress */
-static uint64 writer_invals = 0;	/* invalidations seen, see writer_applies */
+static uint64 writer_invals = 0;	/* invalidations seen, see writer_prepare */
 
 /* Saved plans, kept for the life of the backend (see the file header). */
 static SPIPlanPtr upsert_plan = NULL;
@@ -820,7 +825,7 @@ typedef struct NewRecord
 	bool		isnull[RC_NCOLUMNS];
 } NewRecord;
 
-#if PG_VERSION_NUM < 160000
+#if PG_VERSION_NUM >= 150000 && PG_VERSION_NUM < 160000
 /* The type each column must have for the direct writer. */
 static Oid
 record_column_type(int col, Oid status_type)
@@ -844,12 +849,12 @@ record_column_type(int col, Oid status_type)
 }
 
 /*
- * Can the direct writer store into "rel" exactly as the INSERT ... ON
- * CONFLICT statement would?  Fills the cache; NULL when it can, else why
- * the statement is needed.
+ * Prepare the direct writer for "rel" (building the cache if needed):
+ * NULL when it stores exactly as the INSERT ... ON CONFLICT statement
+ * would, else why the statement is needed.
  */
 static const char *
-writer_applies(Relation rel)
+writer_prepare(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	TriggerDesc *trig = rel->trigdesc;
@@ -863,6 +868,8 @@ writer_applies(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
 		return "the table is not a plain table";
+	if (rel->rd_rules != NULL)
+		return "the table has rules";
 	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		return "row security applies to the caller";
 	if (trig != NULL &&
@@ -877,20 +884,23 @@ writer_applies(Relation rel)
 		return OidIsValid(writer.pkey) ? NULL : "the table's columns, indexes or defaults changed";
 
 	/*
-	 * (Re)build; a replaced context goes when the transaction ends.  An
-	 * invalidation that arrives while building (catalog reads take locks)
-	 * leaves the new cache invalid, to be built again by the next call.
+	 * (Re)build.  A replaced context goes now, or, when a call in progress
+	 * may still use it, when the transaction ends.  An invalidation that
+	 * arrives while building (catalog reads take locks) leaves the new
+	 * cache invalid, to be built again by the next call.
 	 */
 	invals = writer_invals;
 	cxt = AllocSetContextCreate(TopMemoryContext, "consent record writer",
 								ALLOCSET_SMALL_SIZES);
-	if (writer.cxt != NULL)
+	if (writer.cxt != NULL && writer_depth > 0)
 		MemoryContextSetParent(writer.cxt, TopTransactionContext);
+	else if (writer.cxt != NULL)
+		MemoryContextDelete(writer.cxt);
 	writer.cxt = cxt;
 	writer.valid = false;
 	writer.relid = RelationGetRelid(rel);
 	writer.pkey = InvalidOid;
-	writer.ncheck = 0;
+	writer.ncheck = desc->constr ? desc->constr->num_check : 0;
 	writer.checks = NULL;
 
 	/*
@@ -950,7 +960,7 @@ writer_applies(Relation rel)
 
 		if (idx->rd_index->indisunique && lfirst_oid(lc) != RelationGetPrimaryKeyIndex(rel))
 			all_known = false;
-		index_close(idx, AccessShareLock);
+		index_close(idx, NoLock);
 	}
 	list_free(indexes);
 	if (all_known && live == RC_NCOLUMNS && OidIsValid(RelationGetPrimaryKeyIndex(rel)))
@@ -963,14 +973,13 @@ writer_applies(Relation rel)
 			pk->rd_index->indisunique && pk->rd_index->indimmediate &&
 			pk->rd_index->indisvalid && RelationGetIndexPredicate(pk) == NIL)
 			writer.pkey = RelationGetRelid(pk);
-		index_close(pk, AccessShareLock);
+		index_close(pk, NoLock);
 	}
 	if (OidIsValid(writer.pkey))
 	{
 		MemoryContext old = MemoryContextSwitchTo(writer.cxt);
 		ConstrCheck *check = desc->constr ? desc->constr->check : NULL;
 
-		writer.ncheck = desc->constr ? desc->constr->num_check : 0;
 		writer.checks = palloc0(sizeof(ExprState *) * Max(writer.ncheck, 1));
 		/* as ExecRelCheck prepares them for each statement */
 		for (int i = 0; i < writer.ncheck; i++)
@@ -1005,11 +1014,16 @@ check_constraints(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 	{
 		ExecConstraints(rri, slot, estate);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		/* not to be evaluated again: the error may have left them half-done */
 		econtext->ecxt_per_query_memory = query_memory;
+		writer.valid = false;
+		writer_invals++;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	econtext->ecxt_per_query_memory = query_memory;
 }
 
 /*
@@ -1080,6 +1094,7 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 			TM_FailureData tmfd;
 			TM_Result	res;
 			bool		isnull;
+			Datum		xmin;
 
 			res = table_tuple_lock(rel, &conflict, estate->es_snapshot, existing,
 								   estate->es_output_cid, ExecUpdateLockMode(estate, rri),
@@ -1089,7 +1104,8 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 				case TM_Ok:
 					break;
 				case TM_Invisible:
-					if (TransactionIdIsCurrentTransactionId(DatumGetTransactionId(slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull))))
+					xmin = slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull);
+					if (TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin)))
 						ereport(ERROR,
 								(errcode(ERRCODE_CARDINALITY_VIOLATION),
 								 errmsg("ON CONFLICT DO UPDATE command cannot affect row a second time"),
@@ -1101,11 +1117,14 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 					break;
 				case TM_Updated:
 				case TM_Deleted:
+					if (IsolationUsesXactSnapshot() && res == TM_Updated)
+						ereport(ERROR,
+								(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+								 errmsg("could not serialize access due to concurrent update")));
 					if (IsolationUsesXactSnapshot())
 						ereport(ERROR,
 								(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-								 errmsg("could not serialize access due to concurrent %s",
-										res == TM_Updated ? "update" : "delete")));
+								 errmsg("could not serialize access due to concurrent delete")));
 					ExecClearTuple(existing);
 					continue;	/* from the start, as the executor does */
 				default:
@@ -1114,11 +1133,14 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 
 			/* ExecCheckTupleVisible */
 			if (IsolationUsesXactSnapshot() &&
-				!table_tuple_satisfies_snapshot(rel, existing, estate->es_snapshot) &&
-				!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull))))
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent update")));
+				!table_tuple_satisfies_snapshot(rel, existing, estate->es_snapshot))
+			{
+				xmin = slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull);
+				if (!TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin)))
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+			}
 
 			/*
 			 * The new version: the key columns are equal (C collation, so
@@ -1145,7 +1167,7 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 		list_free(recheck);		/* again: the check now finds the other row */
 	}
 }
-#endif							/* PG_VERSION_NUM < 160000 */
+#endif							/* PostgreSQL 15 */
 
 /*
  * Store the record directly: what INSERT ... ON CONFLICT (subject,
@@ -1158,19 +1180,20 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
  * inserters of the same key, and on a conflict the lock of the existing
  * row and its update.  AFTER row triggers (audit, outbox, foreign key) are
  * queued and fired at the end, as at the end of a statement.  Returns
- * false, having done nothing, where writer_applies() says the statement is
+ * false, having done nothing, where writer_prepare() says the statement is
  * needed.
  *
- * PostgreSQL 16 changed the interfaces used here (permission info of the
- * range table, EvalPlanQualInit, ExecInsertIndexTuples); there the
- * statement is always used.
+ * The interfaces used here are those of PostgreSQL 15 (14 has other
+ * trigger functions, 16 permission info in the range table and other
+ * EvalPlanQualInit and ExecInsertIndexTuples); elsewhere the statement is
+ * always used.
  */
 static bool
 store_direct(const NewRecord *nr)
 {
-#if PG_VERSION_NUM < 160000
-	Relation	rel = table_open(meta.records, RowExclusiveLock);
-	const char *why_not = writer_applies(rel);
+#if PG_VERSION_NUM >= 150000 && PG_VERSION_NUM < 160000
+	Relation	rel;
+	const char *why_not;
 	EState	   *estate;
 	MemoryContext old;
 	RangeTblEntry *rte;
@@ -1180,9 +1203,12 @@ store_direct(const NewRecord *nr)
 	TupleTableSlot *existing;
 	EPQState	epqstate;
 	List	   *arbiter;
-	TupleDesc	desc = RelationGetDescr(rel);
+	TupleDesc	desc;
 	ListCell   *lc;
 
+	rel = table_open(meta.records, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	why_not = writer_prepare(rel);
 	if (why_not != NULL)
 	{
 		elog(DEBUG1, "consent: storing the record through SPI: %s", why_not);
@@ -1233,9 +1259,11 @@ store_direct(const NewRecord *nr)
 	ExecInitRangeTable(estate, rtable);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
+
 	/*
 	 * CheckValidResultRel for an INSERT with ON CONFLICT DO UPDATE, which
-	 * checks the replica identity for the update too since 15.15.
+	 * checks the replica identity for the update too since 15.15 (as the
+	 * headers this is built with tell).
 	 */
 	CheckCmdReplicaIdentity(rel, CMD_INSERT);
 #if PG_VERSION_NUM >= 150015
