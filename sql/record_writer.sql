@@ -99,7 +99,7 @@ LANGUAGE sql AS $$
 	SELECT 'audit', format('%s %s %s->%s %s %s %s %s', e.purpose, e.action, e.old_status, e.new_status,
 				e.source, e.reason, e.notice_sha256 IS NOT NULL,
 				CASE WHEN e.expires_at IS NULL THEN 'no expiry'
-					 WHEN e.expires_at::date = '2099-01-01' THEN (e.expires_at AT TIME ZONE 'UTC')::text
+					 WHEN e.expires_at = '2099-01-01 00:00+00' THEN '2099-01-01 00:00 UTC'
 					 ELSE round(extract(epoch FROM e.expires_at - now()) / 86400) || ' days' END)
 	  FROM consent.audit_events e
 	 WHERE e.subject IN (s, 'skip-' || s)
