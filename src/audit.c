@@ -1205,10 +1205,6 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 		}
 		else
 		{
-			uint32		token;
-			bool		conflicted = false;
-			List	   *recheck;
-
 			/* a new chain: its secret and start */
 			if (!have_fresh && !pg_strong_random(fresh, HASH_LEN))
 				ereport(ERROR,
@@ -1220,14 +1216,7 @@ chain_lock(AuditWriter *w, const char *chain, uint8 *secret)
 			slot->tts_values[w->m->c_started_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 			slot->tts_isnull[w->m->c_started_at - 1] = false;
 
-			token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
-			table_tuple_insert_speculative(w->chains, slot, w->cid, 0, NULL, token);
-			recheck = ExecInsertIndexTuples(&w->chains_rri, slot, w->estate,
-											false, true, &conflicted, NIL);
-			table_tuple_complete_speculative(w->chains, slot, token, !conflicted);
-			SpeculativeInsertionLockRelease(GetCurrentTransactionId());
-			list_free(recheck);
-			if (conflicted)
+			if (!consent_insert_speculative(&w->chains_rri, slot, w->estate, w->cid, NIL, NULL))
 				continue;
 			memcpy(secret, fresh, HASH_LEN);
 			return;

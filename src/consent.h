@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "nodes/execnodes.h"
 #include "postmaster/bgworker.h"
 
 /* Limits of a subject key, in bytes. */
@@ -35,6 +36,11 @@ extern Oid	consent_enum_label(Oid nsp, const char *type, const char *label);
 /* util.c: what every dynamic background worker of the extension shares */
 extern void consent_worker_init(BackgroundWorker *bgw, const char *function,
 								const char *type);
+
+/* util.c: ExecInsert's speculative insertion, for ON CONFLICT done in C */
+extern bool consent_insert_speculative(ResultRelInfo *rri, TupleTableSlot *slot,
+									   EState *estate, CommandId cid, List *arbiter,
+									   List **recheck);
 
 /* purpose_key.c */
 extern void purpose_key_validate(const char *str, int len);

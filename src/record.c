@@ -214,6 +214,10 @@ typedef struct RecordWriterCache
 	MemoryContext cxt;
 	AttrNumber	att[RC_NCOLUMNS];
 	Oid			pkey;
+	const char *why_not;		/* NULL: the direct path applies */
+	Bitmapset  *inserted_cols;	/* the statement's column sets */
+	Bitmapset  *selected_cols;
+	Bitmapset  *updated_cols;
 	int			ncheck;
 	ExprState **checks;
 } RecordWriterCache;
@@ -881,7 +885,7 @@ writer_prepare(Relation rel)
 
 	if (writer.valid && writer.relid == RelationGetRelid(rel) &&
 		writer.ncheck == (desc->constr ? desc->constr->num_check : 0))
-		return OidIsValid(writer.pkey) ? NULL : "the table's columns, indexes or defaults changed";
+		return writer.why_not;
 
 	/*
 	 * (Re)build.  A replaced context goes now, or, when a call in progress
@@ -900,6 +904,8 @@ writer_prepare(Relation rel)
 	writer.valid = false;
 	writer.relid = RelationGetRelid(rel);
 	writer.pkey = InvalidOid;
+	writer.why_not = "the table's columns, indexes or defaults changed";
+	writer.inserted_cols = writer.selected_cols = writer.updated_cols = NULL;
 	writer.ncheck = desc->constr ? desc->constr->num_check : 0;
 	writer.checks = NULL;
 
@@ -985,10 +991,28 @@ writer_prepare(Relation rel)
 		for (int i = 0; i < writer.ncheck; i++)
 			writer.checks[i] = ExecInitExpr(expression_planner((Expr *) stringToNode(check[i].ccbin)),
 											NULL);
+
+		/*
+		 * What the statement's range table entry would say: every column
+		 * but recorded_at (left to its default) inserted, the arbiter's
+		 * columns selected, the others updated.
+		 */
+		for (int i = 0; i < RC_NCOLUMNS; i++)
+		{
+			int			col = writer.att[i] - FirstLowInvalidHeapAttributeNumber;
+
+			if (i != RC_RECORDED_AT)
+				writer.inserted_cols = bms_add_member(writer.inserted_cols, col);
+			if (i == RC_SUBJECT || i == RC_PURPOSE_ID)
+				writer.selected_cols = bms_add_member(writer.selected_cols, col);
+			else
+				writer.updated_cols = bms_add_member(writer.updated_cols, col);
+		}
 		MemoryContextSwitchTo(old);
+		writer.why_not = NULL;
 	}
 	writer.valid = (writer_invals == invals);
-	return OidIsValid(writer.pkey) ? NULL : "the table's columns, indexes or defaults changed";
+	return writer.why_not;
 }
 
 /*
@@ -1083,9 +1107,7 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 	for (;;)
 	{
 		ItemPointerData conflict;
-		bool		spec_conflict = false;
-		uint32		token;
-		List	   *recheck;
+		List	   *recheck = NIL;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict, arbiter))
@@ -1152,19 +1174,13 @@ insert_or_update(EState *estate, ResultRelInfo *rri, EPQState *epq, List *arbite
 			return;
 		}
 
-		/* no conflict: a speculative insertion */
-		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
-		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
-		recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict, arbiter);
-		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
-		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
-		if (!spec_conflict)
+		/* no conflict: a speculative insertion; else again, finding the other row */
+		if (consent_insert_speculative(rri, slot, estate, estate->es_output_cid, arbiter, &recheck))
 		{
 			ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
 			list_free(recheck);
 			return;
 		}
-		list_free(recheck);		/* again: the check now finds the other row */
 	}
 }
 #endif							/* PostgreSQL 15 */
@@ -1234,7 +1250,7 @@ store_direct(const NewRecord *nr)
 	/*
 	 * The range table entry the statement would have: privileges to check
 	 * (INSERT and UPDATE, SELECT of the arbiter's columns) and the column
-	 * sets the trigger code reads.
+	 * sets the trigger code reads (read, never changed, by both).
 	 */
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
@@ -1243,17 +1259,9 @@ store_direct(const NewRecord *nr)
 	rte->rellockmode = RowExclusiveLock;
 	rte->requiredPerms = ACL_INSERT | ACL_UPDATE | ACL_SELECT;
 	rte->checkAsUser = InvalidOid;
-	for (int i = 0; i < RC_NCOLUMNS; i++)
-	{
-		int			col = writer.att[i] - FirstLowInvalidHeapAttributeNumber;
-
-		if (i != RC_RECORDED_AT)	/* the statement leaves it to its default */
-			rte->insertedCols = bms_add_member(rte->insertedCols, col);
-		if (i == RC_SUBJECT || i == RC_PURPOSE_ID)
-			rte->selectedCols = bms_add_member(rte->selectedCols, col);
-		else
-			rte->updatedCols = bms_add_member(rte->updatedCols, col);
-	}
+	rte->insertedCols = writer.inserted_cols;
+	rte->selectedCols = writer.selected_cols;
+	rte->updatedCols = writer.updated_cols;
 	rtable = list_make1(rte);
 	ExecCheckRTPerms(rtable, true);
 	ExecInitRangeTable(estate, rtable);

@@ -11,7 +11,11 @@
 
 #include "common/cryptohash.h"
 #include "common/sha2.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
 #include "fmgr.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 #include "catalog/namespace.h"
@@ -150,4 +154,31 @@ consent_worker_init(BackgroundWorker *bgw, const char *function, const char *typ
 	strlcpy(bgw->bgw_library_name, "consent", BGW_MAXLEN);
 	strlcpy(bgw->bgw_function_name, function, BGW_MAXLEN);
 	strlcpy(bgw->bgw_type, type, BGW_MAXLEN);
+}
+
+/*
+ * Insert "slot" into the relation of "rri" speculatively, as ExecInsert
+ * does for ON CONFLICT: concurrent inserters of the same key in an arbiter
+ * index (all unique indexes when "arbiter" is NIL) wait for our decision.
+ * False, the insertion undone, when such a key turned up meanwhile: the
+ * caller looks for the conflicting row again.  "recheck" (may be NULL)
+ * gets the deferred indexes to recheck, for the AFTER INSERT triggers.
+ */
+bool
+consent_insert_speculative(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
+						   CommandId cid, List *arbiter, List **recheck)
+{
+	bool		conflicted = false;
+	uint32		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+	List	   *indexes;
+
+	table_tuple_insert_speculative(rri->ri_RelationDesc, slot, cid, 0, NULL, token);
+	indexes = ExecInsertIndexTuples(rri, slot, estate, false, true, &conflicted, arbiter);
+	table_tuple_complete_speculative(rri->ri_RelationDesc, slot, token, !conflicted);
+	SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+	if (recheck != NULL && !conflicted)
+		*recheck = indexes;
+	else
+		list_free(indexes);
+	return !conflicted;
 }
